@@ -1,0 +1,11 @@
+//! binauthz: Binary Authorization for any Kubernetes cluster.
+//!
+//! The pure core (`image`, `payload`, `crypto`, `verify`, `policy`) has no Kubernetes client;
+//! the CRD types in `crd` are plain data derived with kube and schemars.
+
+pub mod crd;
+pub mod crypto;
+pub mod image;
+pub mod payload;
+pub mod policy;
+pub mod verify;
