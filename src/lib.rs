@@ -3,6 +3,8 @@
 //! The pure core (`image`, `payload`, `crypto`, `verify`, `policy`) has no Kubernetes client;
 //! the CRD types in `crd` are plain data derived with kube and schemars.
 
+pub mod cli;
+pub mod commands;
 pub mod crd;
 pub mod crypto;
 pub mod image;
