@@ -8,6 +8,7 @@ pub mod commands;
 pub mod crd;
 pub mod crypto;
 pub mod image;
+pub mod manifests;
 pub mod payload;
 pub mod policy;
 pub mod verify;
