@@ -18,6 +18,114 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions (or write one file per CRD with --out).
     Crds(CrdsArgs),
+    /// Print the payload to sign for an image, byte-identical to
+    /// `gcloud container binauthz create-signature-payload`.
+    CreateSignaturePayload(CreateSignaturePayloadArgs),
+    /// Sign a payload with a PGP secret key or a PKIX (PEM) private key.
+    Sign(SignArgs),
+    /// Work with ImageAttestations.
+    #[command(subcommand)]
+    Attestation(AttestationCommand),
+    /// Verify every ImageAttestation in the inputs against the Attestors in the inputs, offline;
+    /// exits 0 only when all verified.
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `binauthz create-signature-payload`.
+#[derive(Debug, Args)]
+pub struct CreateSignaturePayloadArgs {
+    /// The image by digest, e.g. gcr.io/my-project/app@sha256:<64 hex>.
+    #[arg(long, value_name = "URL")]
+    pub artifact_url: String,
+}
+
+/// Arguments of `binauthz sign`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["pgp_secret_key", "pkix_private_key"])))]
+pub struct SignArgs {
+    /// The payload to sign (the output of create-signature-payload); `-` is stdin.
+    #[arg(long, value_name = "FILE")]
+    pub payload_file: PathBuf,
+    /// PGP secret key file (`gpg --armor --export-secret-keys KEY`), armored or binary.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pkix_private_key", "algorithm", "pae"])]
+    pub pgp_secret_key: Option<PathBuf>,
+    /// File holding the passphrase of the PGP secret key (else BINAUTHZ_PGP_PASSPHRASE, else none).
+    #[arg(long, value_name = "FILE", requires = "pgp_secret_key")]
+    pub passphrase_file: Option<PathBuf>,
+    /// PGP signature form: attached (as `gpg --armor --sign`, what gcloud documents), detached or clearsign.
+    #[arg(long, value_enum, default_value_t = PgpMode::Attached, requires = "pgp_secret_key")]
+    pub mode: PgpMode,
+    /// PKIX private key in PEM (PKCS#8 `PRIVATE KEY`, or `EC PRIVATE KEY` / `RSA PRIVATE KEY` as openssl writes them).
+    #[arg(long, value_name = "FILE", requires = "algorithm")]
+    pub pkix_private_key: Option<PathBuf>,
+    /// PKIX signature algorithm: a Binary Authorization name (ECDSA_P256_SHA256, RSA_SIGN_PKCS1_2048_SHA256, ...,
+    /// ED25519) or gcloud's form (ecdsa-p256-sha256).
+    #[arg(long, value_name = "ALGORITHM")]
+    pub algorithm: Option<String>,
+    /// Sign the DSSE pre-authentication encoding of the payload (gcloud's --pae-encode-payload).
+    #[arg(long)]
+    pub pae: bool,
+    /// Where to write the signature (PGP: armored text; PKIX: raw signature bytes, as openssl writes them).
+    /// Default: stdout, refused for binary output on a terminal.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// PGP signature forms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PgpMode {
+    /// One armored message holding payload and signature (`gpg --armor --sign`).
+    Attached,
+    /// A signature alone; the payload goes in serializedPayload (`gpg --armor --detach-sign`).
+    Detached,
+    /// A cleartext-signed message (`gpg --clearsign`).
+    Clearsign,
+}
+
+/// `binauthz attestation ...`.
+#[derive(Debug, Subcommand)]
+pub enum AttestationCommand {
+    /// Print an ImageAttestation YAML document for a signature, like
+    /// `gcloud container binauthz attestations create` (commit it to GitOps, or pipe it to kubectl apply -f -).
+    Create(AttestationCreateArgs),
+}
+
+/// Arguments of `binauthz attestation create`.
+#[derive(Debug, Args)]
+pub struct AttestationCreateArgs {
+    /// The image by digest, e.g. gcr.io/my-project/app@sha256:<64 hex>.
+    #[arg(long, value_name = "URL")]
+    pub artifact_url: String,
+    /// Name of the Attestor that vouches for the image.
+    #[arg(long, value_name = "NAME")]
+    pub attestor: String,
+    /// The signature: PGP (armored or binary) or PKIX (raw bytes); `-` is stdin.
+    #[arg(long, value_name = "FILE")]
+    pub signature_file: PathBuf,
+    /// Id of the key that signed: the PGP fingerprint, or the PKIX key id.
+    #[arg(long, value_name = "ID")]
+    pub public_key_id: String,
+    /// The signed payload. Default: none for PGP messages that carry it (attached, clearsigned),
+    /// else the output of create-signature-payload for --artifact-url.
+    #[arg(long, value_name = "FILE")]
+    pub payload_file: Option<PathBuf>,
+    /// Namespace of the ImageAttestation.
+    #[arg(long, short, value_name = "NS", default_value = "default")]
+    pub namespace: String,
+    /// Name of the ImageAttestation. Default: <attestor>-<first 16 hex digits of the digest>.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// Arguments of `binauthz verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Files and folders of YAML (read recursively); `-` is stdin.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Verify as of this time (RFC 3339), e.g. to check a key's expiry ahead. Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<jiff::Timestamp>,
 }
 
 /// Arguments of `binauthz crds`.

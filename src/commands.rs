@@ -1,9 +1,23 @@
 //! What each CLI subcommand does, kept out of `main` so tests can call it.
 
-use std::io::Write;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use crate::crd;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::cli::{AttestationCreateArgs, PgpMode, SignArgs, VerifyArgs};
+use crate::crd::{self, ImageAttestation, ImageAttestationSpec};
+use crate::crypto::{self, SignatureAlgorithm};
+use crate::image::ImageRef;
+use crate::manifests::Manifests;
+use crate::payload;
+use crate::verify::{self, AttestorKeys};
+
+/// Largest payload, key or signature file read by the CLI.
+const MAX_INPUT_BYTES: u64 = 1024 * 1024;
 
 /// Errors of the CLI subcommands, one line each.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +33,28 @@ pub enum CommandError {
     /// Rendering YAML failed.
     #[error("cannot render YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    /// An input file is larger than the CLI reads.
+    #[error(
+        "{path}: {size} bytes is too large for a payload, key or signature (limit {MAX_INPUT_BYTES} bytes); check the file name"
+    )]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+    },
+    /// A payload could not be made or read.
+    #[error("{0}")]
+    Payload(#[from] payload::PayloadError),
+    /// Signing failed.
+    #[error("{0}")]
+    Sign(#[from] crypto::SignError),
+    /// Reading manifests failed.
+    #[error("{0}")]
+    Manifests(#[from] crate::manifests::ManifestError),
+    /// An argument is not usable.
+    #[error("{0}")]
+    Usage(String),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
@@ -46,4 +82,224 @@ pub fn crds(out: Option<&Path>) -> Result<(), CommandError> {
         }
     }
     Ok(())
+}
+
+/// Read a small input file (`-` is stdin), refusing anything over [`MAX_INPUT_BYTES`].
+fn read_input(path: &Path) -> Result<Vec<u8>, CommandError> {
+    let shown = path.display().to_string();
+    let mut bytes = Vec::new();
+    let reader: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(io_error(path))?)
+    };
+    reader
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error(path))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(CommandError::TooLarge {
+            path: shown,
+            size: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
+}
+
+fn write_output(output: Option<&Path>, bytes: &[u8], binary: bool) -> Result<(), CommandError> {
+    match output {
+        Some(path) => std::fs::write(path, bytes).map_err(io_error(path)),
+        None => {
+            let mut stdout = std::io::stdout();
+            if binary && stdout.is_terminal() {
+                return Err(CommandError::Usage(
+                    "the signature is binary; write it to a file with --output FILE".into(),
+                ));
+            }
+            stdout
+                .write_all(bytes)
+                .map_err(io_error(Path::new("<stdout>")))
+        }
+    }
+}
+
+/// `binauthz create-signature-payload`: print gcloud's payload bytes for an image.
+pub fn create_signature_payload(artifact_url: &str) -> Result<(), CommandError> {
+    let bytes = payload::create(artifact_url)?;
+    write_output(None, &bytes, false)
+}
+
+/// `binauthz sign`: sign a payload with a PGP or PKIX key.
+pub fn sign(args: &SignArgs) -> Result<(), CommandError> {
+    let payload = read_input(&args.payload_file)?;
+    if let Some(key_file) = &args.pgp_secret_key {
+        let key = read_input(key_file)?;
+        let passphrase = match &args.passphrase_file {
+            Some(file) => Some(
+                String::from_utf8_lossy(&read_input(file)?)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            None => std::env::var("BINAUTHZ_PGP_PASSPHRASE").ok(),
+        };
+        let mode = match args.mode {
+            PgpMode::Attached => crypto::pgp::PgpSignMode::Attached,
+            PgpMode::Detached => crypto::pgp::PgpSignMode::Detached,
+            PgpMode::Clearsign => crypto::pgp::PgpSignMode::Clearsign,
+        };
+        let signature = crypto::pgp::sign(&key, passphrase.as_deref(), &payload, mode)?;
+        return write_output(args.output.as_deref(), &signature, false);
+    }
+    let (Some(key_file), Some(algorithm)) = (&args.pkix_private_key, &args.algorithm) else {
+        return Err(CommandError::Usage(
+            "give --pgp-secret-key, or --pkix-private-key with --algorithm".into(),
+        ));
+    };
+    let algorithm: SignatureAlgorithm = algorithm
+        .parse()
+        .map_err(|e| CommandError::Usage(format!("--algorithm: {e}")))?;
+    let key = String::from_utf8(read_input(key_file)?).map_err(|_| {
+        CommandError::Usage(format!(
+            "{}: not a PEM file (it is not text)",
+            key_file.display()
+        ))
+    })?;
+    let signature = crypto::pkix::sign(&key, algorithm, &payload, args.pae)?;
+    write_output(args.output.as_deref(), &signature, true)
+}
+
+/// `binauthz attestation create`: the ImageAttestation for a signature, as YAML.
+pub fn attestation_create(args: &AttestationCreateArgs) -> Result<String, CommandError> {
+    let image = ImageRef::parse(&args.artifact_url)
+        .map_err(|e| CommandError::Usage(format!("--artifact-url: {e}")))?;
+    let Some(digest) = image.digest() else {
+        return Err(CommandError::Usage(format!(
+            "--artifact-url {} has no digest; name the image as registry/repository@sha256:<digest>",
+            args.artifact_url
+        )));
+    };
+    let raw = read_input(&args.signature_file)?;
+    let text = std::str::from_utf8(&raw).ok().map(str::trim);
+    let (signature, carries_payload) = match text {
+        Some(t) if t.starts_with("-----BEGIN PGP") => (
+            t.to_owned(),
+            t.starts_with("-----BEGIN PGP MESSAGE")
+                || t.starts_with("-----BEGIN PGP SIGNED MESSAGE"),
+        ),
+        _ => (STANDARD.encode(&raw), false),
+    };
+    if signature.is_empty() {
+        return Err(CommandError::Usage(format!(
+            "{}: the signature file is empty",
+            args.signature_file.display()
+        )));
+    }
+    let serialized_payload = match &args.payload_file {
+        Some(file) => Some(STANDARD.encode(read_input(file)?)),
+        None if carries_payload => None,
+        None => Some(STANDARD.encode(payload::create(&args.artifact_url)?)),
+    };
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => {
+            let hex = digest.as_str().trim_start_matches("sha256:");
+            format!("{}-{}", args.attestor, &hex[..hex.len().min(16)])
+        }
+    };
+    let mut attestation = ImageAttestation::new(
+        &name,
+        ImageAttestationSpec {
+            artifact_url: args.artifact_url.clone(),
+            attestor: args.attestor.clone(),
+            serialized_payload,
+            signatures: vec![crd::Signature {
+                public_key_id: args.public_key_id.clone(),
+                signature,
+            }],
+        },
+    );
+    attestation.metadata.namespace = Some(args.namespace.clone());
+    Ok(serde_yaml::to_string(&attestation)?)
+}
+
+/// One line of `binauthz verify` output.
+pub struct VerifyLine {
+    /// `namespace/name` of the attestation.
+    pub attestation: String,
+    /// The verdict.
+    pub result: Result<verify::Verified, verify::Failure>,
+}
+
+/// Verify every attestation of the manifests against their attestors, as of `now`.
+pub fn verify_manifests(manifests: &Manifests, now: jiff::Timestamp) -> Vec<VerifyLine> {
+    let attestors: BTreeMap<String, AttestorKeys> = manifests
+        .attestors
+        .iter()
+        .filter_map(|(_, a)| {
+            a.metadata
+                .name
+                .as_deref()
+                .map(|n| (n.to_owned(), AttestorKeys::load(n, &a.spec)))
+        })
+        .collect();
+    manifests
+        .attestations
+        .iter()
+        .map(|(_, a)| VerifyLine {
+            attestation: format!(
+                "{}/{}",
+                a.metadata.namespace.as_deref().unwrap_or("default"),
+                a.metadata.name.as_deref().unwrap_or("<unnamed>")
+            ),
+            result: verify::verify(&a.spec, attestors.get(&a.spec.attestor), now),
+        })
+        .collect()
+}
+
+/// `binauthz verify`: print one line per attestation; success only when all verified.
+pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CommandError> {
+    let manifests = Manifests::load(&args.paths)?;
+    if manifests.attestations.is_empty() {
+        eprintln!(
+            "error: no ImageAttestation found in {}",
+            show_paths(&args.paths)
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let lines = verify_manifests(&manifests, args.at.unwrap_or_else(jiff::Timestamp::now));
+    let mut all = true;
+    let mut out = std::io::stdout().lock();
+    for line in &lines {
+        let written = match &line.result {
+            Ok(v) => writeln!(
+                out,
+                "VERIFIED {} {} key {}",
+                line.attestation,
+                v.image.as_written(),
+                v.key_id
+            ),
+            Err(f) => {
+                all = false;
+                writeln!(
+                    out,
+                    "FAILED   {} {}: {}",
+                    line.attestation, f.reason, f.message
+                )
+            }
+        };
+        written.map_err(io_error(Path::new("<stdout>")))?;
+    }
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn show_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use binauthz::cli::{Cli, Command};
+use binauthz::cli::{AttestationCommand, Cli, Command};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -19,6 +19,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Crds(args) => binauthz::commands::crds(args.out.as_deref())?,
+        Command::CreateSignaturePayload(args) => {
+            binauthz::commands::create_signature_payload(&args.artifact_url)?;
+        }
+        Command::Sign(args) => binauthz::commands::sign(&args)?,
+        Command::Attestation(AttestationCommand::Create(args)) => {
+            print!("{}", binauthz::commands::attestation_create(&args)?);
+        }
+        Command::Verify(args) => return Ok(binauthz::commands::verify(&args)?),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -77,7 +77,10 @@ pub struct Failure {
 
 impl Failure {
     fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into() }
+        Self {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -115,8 +118,16 @@ pub struct AttestorKeys {
 impl AttestorKeys {
     /// Parse every key of an attestor; a bad key is recorded, never fatal.
     pub fn load(name: &str, spec: &AttestorSpec) -> Self {
-        let keys = spec.public_keys.iter().enumerate().map(|(i, k)| load_key(i, k)).collect();
-        Self { name: name.to_owned(), keys }
+        let keys = spec
+            .public_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| load_key(i, k))
+            .collect();
+        Self {
+            name: name.to_owned(),
+            keys,
+        }
     }
 
     /// The key with this id (PGP fingerprints compare case-insensitively).
@@ -170,7 +181,13 @@ fn describe_problems(problems: &[KeyProblem]) -> Option<String> {
     if problems.is_empty() {
         return None;
     }
-    Some(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+    Some(
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 fn load_key(index: usize, spec: &AttestorPublicKey) -> LoadedKey {
@@ -179,13 +196,22 @@ fn load_key(index: usize, spec: &AttestorPublicKey) -> LoadedKey {
         (Some(armored), None) => match PgpPublicKey::from_armored(armored) {
             Ok(key) => {
                 let fingerprint = key.fingerprint().to_owned();
-                let key = match spec.id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
+                let key = match spec
+                    .id
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                {
                     Some(given) if !given.eq_ignore_ascii_case(&fingerprint) => Err(format!(
                         "{field}.id {given} is not the key's fingerprint {fingerprint}; remove the id or set it to the fingerprint"
                     )),
                     _ => Ok(PublicKey::Pgp(key)),
                 };
-                LoadedKey { id: Some(fingerprint), kind: KeyKind::Pgp, key }
+                LoadedKey {
+                    id: Some(fingerprint),
+                    kind: KeyKind::Pgp,
+                    key,
+                }
             }
             Err(e) => LoadedKey {
                 id: spec.id.clone(),
@@ -194,10 +220,18 @@ fn load_key(index: usize, spec: &AttestorPublicKey) -> LoadedKey {
             },
         },
         (None, Some(pkix)) => {
-            match PkixPublicKey::from_pem(&pkix.public_key_pem, pkix.signature_algorithm, spec.id.as_deref()) {
+            match PkixPublicKey::from_pem(
+                &pkix.public_key_pem,
+                pkix.signature_algorithm,
+                spec.id.as_deref(),
+            ) {
                 Ok(key) => {
                     let key = PublicKey::Pkix(key);
-                    LoadedKey { id: Some(key.id().to_owned()), kind: KeyKind::Pkix, key: Ok(key) }
+                    LoadedKey {
+                        id: Some(key.id().to_owned()),
+                        kind: KeyKind::Pkix,
+                        key: Ok(key),
+                    }
                 }
                 Err(e) => LoadedKey {
                     id: spec.id.clone(),
@@ -209,12 +243,16 @@ fn load_key(index: usize, spec: &AttestorPublicKey) -> LoadedKey {
         (Some(_), Some(_)) => LoadedKey {
             id: spec.id.clone(),
             kind: KeyKind::Pgp,
-            key: Err(format!("{field}: set exactly one of asciiArmoredPgpPublicKey or pkixPublicKey, not both")),
+            key: Err(format!(
+                "{field}: set exactly one of asciiArmoredPgpPublicKey or pkixPublicKey, not both"
+            )),
         },
         (None, None) => LoadedKey {
             id: spec.id.clone(),
             kind: KeyKind::Pkix,
-            key: Err(format!("{field}: set one of asciiArmoredPgpPublicKey or pkixPublicKey")),
+            key: Err(format!(
+                "{field}: set one of asciiArmoredPgpPublicKey or pkixPublicKey"
+            )),
         },
     }
 }
@@ -226,11 +264,19 @@ pub fn decode_signature(text: &str) -> Result<Vec<u8>, Failure> {
     if trimmed.starts_with("-----BEGIN PGP") {
         return Ok(trimmed.as_bytes().to_vec());
     }
-    let compact: String = trimmed.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let compact: String = trimmed
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     STANDARD
         .decode(&compact)
         .or_else(|_| URL_SAFE_NO_PAD.decode(compact.trim_end_matches('=')))
-        .map_err(|e| Failure::new(Reason::MalformedSignature, format!("signature is neither PGP armor nor base64: {e}")))
+        .map_err(|e| {
+            Failure::new(
+                Reason::MalformedSignature,
+                format!("signature is neither PGP armor nor base64: {e}"),
+            )
+        })
 }
 
 /// Verify an attestation against its attestor's keys at time `now`.
@@ -247,30 +293,54 @@ pub fn verify(
     let Some(digest) = image.digest().cloned() else {
         return Err(Failure::new(
             Reason::InvalidArtifactUrl,
-            format!("spec.artifactUrl {} has no sha256 digest; name the image as registry/repository@sha256:<digest>", attestation.artifact_url),
+            format!(
+                "spec.artifactUrl {} has no sha256 digest; name the image as registry/repository@sha256:<digest>",
+                attestation.artifact_url
+            ),
         ));
     };
     let Some(attestor) = attestor else {
         return Err(Failure::new(
             Reason::AttestorNotFound,
-            format!("Attestor {} does not exist; create it or fix spec.attestor", attestation.attestor),
+            format!(
+                "Attestor {} does not exist; create it or fix spec.attestor",
+                attestation.attestor
+            ),
         ));
     };
     let serialized = match &attestation.serialized_payload {
-        Some(text) => Some(
-            STANDARD
-                .decode(text.trim())
-                .map_err(|e| Failure::new(Reason::MalformedPayload, format!("spec.serializedPayload is not base64: {e}")))?,
-        ),
+        Some(text) => Some(STANDARD.decode(text.trim()).map_err(|e| {
+            Failure::new(
+                Reason::MalformedPayload,
+                format!("spec.serializedPayload is not base64: {e}"),
+            )
+        })?),
         None => None,
     };
     if attestation.signatures.is_empty() {
-        return Err(Failure::new(Reason::MalformedSignature, "spec.signatures is empty; add at least one signature"));
+        return Err(Failure::new(
+            Reason::MalformedSignature,
+            "spec.signatures is empty; add at least one signature",
+        ));
     }
     let mut best: Option<Failure> = None;
     for (index, signature) in attestation.signatures.iter().enumerate() {
-        match verify_one(index, signature, serialized.as_deref(), attestor, &image, &digest, now) {
-            Ok(key_id) => return Ok(Verified { key_id, digest, image }),
+        match verify_one(
+            index,
+            signature,
+            serialized.as_deref(),
+            attestor,
+            &image,
+            &digest,
+            now,
+        ) {
+            Ok(key_id) => {
+                return Ok(Verified {
+                    key_id,
+                    digest,
+                    image,
+                });
+            }
             Err(failure) => {
                 if best.as_ref().is_none_or(|b| failure.reason > b.reason) {
                     best = Some(failure);
@@ -294,11 +364,17 @@ fn verify_one(
     let Some(loaded) = attestor.find(&signature.public_key_id) else {
         return Err(Failure::new(
             Reason::KeyNotFound,
-            format!("{field}.publicKeyId {} is not a key of Attestor {}", signature.public_key_id, attestor.name),
+            format!(
+                "{field}.publicKeyId {} is not a key of Attestor {}",
+                signature.public_key_id, attestor.name
+            ),
         ));
     };
     let key = loaded.key.as_ref().map_err(|problem| {
-        Failure::new(Reason::KeyNotFound, format!("{field}.publicKeyId names a key that cannot be used: {problem}"))
+        Failure::new(
+            Reason::KeyNotFound,
+            format!("{field}.publicKeyId names a key that cannot be used: {problem}"),
+        )
     })?;
     let bytes = decode_signature(&signature.signature)
         .map_err(|f| Failure::new(f.reason, format!("{field}.signature: {}", f.message)))?;
@@ -317,7 +393,9 @@ fn verify_one(
     {
         return Err(Failure::new(
             Reason::PayloadMismatch,
-            format!("{field}: the payload inside the signature differs from spec.serializedPayload; drop serializedPayload or set it to the signed payload"),
+            format!(
+                "{field}: the payload inside the signature differs from spec.serializedPayload; drop serializedPayload or set it to the signed payload"
+            ),
         ));
     }
     let payload = payload::parse(&signed)
