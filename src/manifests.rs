@@ -81,14 +81,10 @@ pub enum ManifestError {
         message: String,
     },
     /// A document of one of our kinds does not match its schema.
-    #[error("{origin} {kind} {name}: field {field}: {message}")]
+    #[error("{document}: field {field}: {message}")]
     Invalid {
-        /// Where it came from.
-        origin: Source,
-        /// Its kind.
-        kind: String,
-        /// Its name.
-        name: String,
+        /// Where it came from, its kind and name.
+        document: String,
         /// The JSON path of the offending field.
         field: String,
         /// What is wrong.
@@ -251,9 +247,7 @@ fn typed<T: DeserializeOwned>(
         .unwrap_or("<unnamed>")
         .to_owned();
     serde_path_to_error::deserialize(value).map_err(|e| ManifestError::Invalid {
-        origin: source.clone(),
-        kind: kind.to_owned(),
-        name,
+        document: format!("{source} {kind} {name}"),
         field: e.path().to_string(),
         message: e.inner().to_string(),
     })

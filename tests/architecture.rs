@@ -1,4 +1,5 @@
 //! The pure core never talks to the API server: enforced here, not by convention.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 

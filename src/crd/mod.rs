@@ -3,9 +3,13 @@
 //! The types are the only source of the CRDs: `binauthz crds` prints them, `crds/` holds that
 //! output, and a test fails when the two drift apart.
 
+// Several `printcolumn(...)` entries repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 mod attestation_policy;
+#[allow(clippy::duplicated_attributes)]
 mod attestor;
 pub mod conditions;
+#[allow(clippy::duplicated_attributes)]
 mod image_attestation;
 
 pub use attestation_policy::{
