@@ -108,7 +108,7 @@ pub enum HashAlgorithm {
 
 impl HashAlgorithm {
     /// Digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             Self::Sha256 => 32,
             Self::Sha384 => 48,
@@ -469,7 +469,9 @@ impl PublicKey {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// Input over [`MAX_INPUT_LEN`].
-    #[error("{input} is {len} bytes; the limit is 1 MiB (1048576 bytes): give just the one public key")]
+    #[error(
+        "{input} is {len} bytes; the limit is 1 MiB (1048576 bytes): give just the one public key"
+    )]
     TooLarge {
         /// Which input.
         input: &'static str,
@@ -583,7 +585,9 @@ pub enum SignatureError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignError {
     /// Key file over [`MAX_INPUT_LEN`].
-    #[error("the key file is {0} bytes; the limit is 1 MiB (1048576 bytes): give just the one secret key")]
+    #[error(
+        "the key file is {0} bytes; the limit is 1 MiB (1048576 bytes): give just the one secret key"
+    )]
     TooLarge(usize),
     /// The key file is empty.
     #[error("the key file is empty: {0}")]
@@ -597,7 +601,9 @@ pub enum SignError {
     #[error("the key file is malformed: {0}")]
     Malformed(String),
     /// The key file holds several keys.
-    #[error("the key file holds {0} keys; export exactly one: gpg --armor --export-secret-keys FINGERPRINT")]
+    #[error(
+        "the key file holds {0} keys; export exactly one: gpg --armor --export-secret-keys FINGERPRINT"
+    )]
     SeveralKeys(usize),
     /// The secret key is encrypted and no passphrase was given.
     #[error("the secret key is protected by a passphrase; give the passphrase")]
@@ -703,7 +709,10 @@ mod tests {
         }
         assert_eq!(A::EcdsaP384Sha384.hash(), Some(HashAlgorithm::Sha384));
         assert_eq!(A::EcdsaP521Sha512.hash(), Some(HashAlgorithm::Sha512));
-        assert_eq!(A::RsaSignPkcs14096Sha512.hash(), Some(HashAlgorithm::Sha512));
+        assert_eq!(
+            A::RsaSignPkcs14096Sha512.hash(),
+            Some(HashAlgorithm::Sha512)
+        );
         assert_eq!(A::RsaSignPkcs13072Sha256.key_shape(), KeyShape::Rsa(3072));
         assert_eq!(A::RsaPss4096Sha512.scheme(), SignatureScheme::RsaPss);
         assert_eq!(A::Ed25519.hash(), None);
@@ -717,7 +726,10 @@ mod tests {
             assert!(text.contains(&format!("\"{}\"", alg.as_str())), "{text}");
         }
         let kind = serde_json::to_string(&schemars::schema_for!(KeyKind)).unwrap_or_default();
-        assert!(kind.contains("\"PGP\"") && kind.contains("\"PKIX\""), "{kind}");
+        assert!(
+            kind.contains("\"PGP\"") && kind.contains("\"PKIX\""),
+            "{kind}"
+        );
     }
 
     #[test]
@@ -728,9 +740,9 @@ mod tests {
             b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
         );
         let pae = dsse_pae(SIMPLESIGNING_DSSE_TYPE, &[b'x'; 298]);
-        assert!(pae.starts_with(
-            b"DSSEv1 48 application/vnd.dev.cosign.simplesigning.v1+json 298 xx"
-        ));
+        assert!(
+            pae.starts_with(b"DSSEv1 48 application/vnd.dev.cosign.simplesigning.v1+json 298 xx")
+        );
         assert_eq!(dsse_pae("", b""), b"DSSEv1 0  0 ".to_vec());
     }
 }

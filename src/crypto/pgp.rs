@@ -12,6 +12,7 @@
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use sequoia_openpgp as openpgp;
@@ -20,8 +21,8 @@ use openpgp::cert::prelude::*;
 use openpgp::crypto::Password;
 use openpgp::packet::{Key, Packet, key};
 use openpgp::parse::stream::{
-    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError,
-    VerificationHelper, VerifierBuilder,
+    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper,
+    VerifierBuilder,
 };
 use openpgp::parse::{PacketParser, PacketParserResult, Parse};
 use openpgp::policy::{Policy, StandardPolicy};
@@ -40,7 +41,8 @@ const KEY_FIX: &str = "give the whole output of `gpg --armor --export FINGERPRIN
 /// An OpenPGP certificate (public parts only), named by its v4 primary-key fingerprint.
 #[derive(Clone, Debug)]
 pub struct PgpPublicKey {
-    cert: Cert,
+    /// Shared: keys are cloned into indexes, certificates are large.
+    cert: Arc<Cert>,
     fingerprint: String,
     had_secret: bool,
 }
@@ -148,7 +150,7 @@ impl PgpPublicKey {
         let cert = cert.strip_secret_key_material();
         let fingerprint = cert.fingerprint().to_hex();
         Ok(Self {
-            cert,
+            cert: Arc::new(cert),
             fingerprint,
             had_secret,
         })
@@ -236,7 +238,9 @@ impl PgpPublicKey {
                         .problems
                         .push(KeyProblem::WeakAlgorithm(format!("{error:#}")));
                 } else {
-                    facts.problems.push(KeyProblem::Unusable(format!("{error:#}")));
+                    facts
+                        .problems
+                        .push(KeyProblem::Unusable(format!("{error:#}")));
                 }
             }
         }
@@ -255,7 +259,9 @@ impl PgpPublicKey {
             return Err(SignatureError::TooLarge(signature.len()));
         }
         if signature.iter().all(u8::is_ascii_whitespace) {
-            return Err(SignatureError::Malformed("the signature is empty".to_string()));
+            return Err(SignatureError::Malformed(
+                "the signature is empty".to_string(),
+            ));
         }
         let policy = StandardPolicy::new();
         let time = to_system_time(now);
@@ -280,7 +286,10 @@ impl PgpPublicKey {
             (_, Ok(data)) if data.len() > MAX_INPUT_LEN => Err(SignatureError::Malformed(
                 "the signed payload is larger than 1 MiB".to_string(),
             )),
-            (_, Err(e)) => Err(SignatureError::Malformed(format!("{e:#}"))),
+            (_, Err(e)) => Err(SignatureError::Malformed(format!(
+                "the signature or signed message does not parse: {}",
+                reason(&e)
+            ))),
             (_, Ok(_)) => Err(SignatureError::BadSignature(
                 "the message carries no signature".to_string(),
             )),
@@ -347,9 +356,9 @@ pub fn sign(
     let policy = StandardPolicy::new();
     let now = SystemTime::now();
     let fpr = cert.fingerprint().to_hex();
-    let valid = cert.with_policy(&policy, now).map_err(|e| {
-        SignError::NoSigningKey(format!("the key {fpr} is not usable: {e:#}"))
-    })?;
+    let valid = cert
+        .with_policy(&policy, now)
+        .map_err(|e| SignError::NoSigningKey(format!("the key {fpr} is not usable: {e:#}")))?;
     if let RevocationStatus::Revoked(_) = valid.revocation_status() {
         return Err(SignError::NoSigningKey(format!("the key {fpr} is revoked")));
     }
@@ -435,9 +444,14 @@ fn write_signature(
 /// All certificates in `bytes` (armored or binary); the error says why parsing failed.
 fn parse_certs(bytes: &[u8]) -> Result<Vec<Cert>, String> {
     CertParser::from_bytes(bytes)
-        .map_err(|e| format!("{e:#}"))?
-        .map(|c| c.map_err(|e| format!("{e:#}")))
+        .map_err(|e| reason(&e))?
+        .map(|c| c.map_err(|e| reason(&e)))
         .collect()
+}
+
+/// An error chain as one clause: no trailing period, so it can be followed by a fix.
+fn reason(error: &openpgp::anyhow::Error) -> String {
+    format!("{error:#}").trim_end_matches('.').to_string()
 }
 
 /// "RSA 3072", "EdDSA Ed25519", "ECDSA NIST P-256", ...
@@ -467,7 +481,10 @@ fn classify(signature: &[u8]) -> Result<Form, SignatureError> {
         return Ok(Form::Message);
     }
     let malformed = |e: openpgp::anyhow::Error| {
-        SignatureError::Malformed(format!("not an OpenPGP signature or signed message: {e:#}"))
+        SignatureError::Malformed(format!(
+            "not an OpenPGP signature or signed message: {}",
+            reason(&e)
+        ))
     };
     let mut ppr = PacketParser::from_bytes(signature).map_err(malformed)?;
     let mut signatures = 0usize;
@@ -481,7 +498,7 @@ fn classify(signature: &[u8]) -> Result<Form, SignatureError> {
             Packet::Marker(_) | Packet::Padding(_) => {}
             other => {
                 return Err(SignatureError::Malformed(format!(
-                    "found a {} packet where a signature or signed message was expected",
+                    "found a {} where a signature or signed message was expected",
                     other.tag()
                 )));
             }
@@ -579,12 +596,22 @@ impl Helper<'_> {
                         Err(e) => note(rank(&e), e),
                     },
                     Err(VerificationError::MissingKey { sig }) => {
-                        let issuers = sig
-                            .get_issuers()
+                        // Prefer full fingerprints over the 64-bit key ids they imply.
+                        let handles = sig.get_issuers();
+                        let fingerprints: Vec<String> = handles
                             .iter()
-                            .map(|h| h.to_hex())
-                            .collect::<Vec<_>>()
-                            .join(", ");
+                            .filter(|h| matches!(h, KeyHandle::Fingerprint(_)))
+                            .map(KeyHandle::to_hex)
+                            .collect();
+                        let issuers = if fingerprints.is_empty() {
+                            handles
+                                .iter()
+                                .map(KeyHandle::to_hex)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        } else {
+                            fingerprints.join(", ")
+                        };
                         note(
                             1,
                             SignatureError::BadSignature(format!(
@@ -599,10 +626,11 @@ impl Helper<'_> {
                         )),
                     ),
                     Err(VerificationError::BadKey { ka, error, .. }) => {
-                        let revoked = matches!(
-                            ka.valid_cert().revocation_status(),
-                            RevocationStatus::Revoked(_)
-                        ) || matches!(ka.revocation_status(), RevocationStatus::Revoked(_));
+                        let revoked =
+                            matches!(
+                                ka.valid_cert().revocation_status(),
+                                RevocationStatus::Revoked(_)
+                            ) || matches!(ka.revocation_status(), RevocationStatus::Revoked(_));
                         let expired = ka.valid_cert().alive().is_err() || ka.alive().is_err();
                         if revoked {
                             note(5, SignatureError::KeyRevoked);

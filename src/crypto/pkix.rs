@@ -28,8 +28,7 @@ const OID_SECP256K1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.
 const OID_DSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10040.4.1");
 
 const PUBLIC_KEY_INPUT: &str = "publicKeyPem";
-const PUBLIC_KEY_FIX: &str =
-    "give a PEM `PUBLIC KEY` block (SubjectPublicKeyInfo), e.g. from `openssl pkey -in key.pem -pubout`";
+const PUBLIC_KEY_FIX: &str = "give a PEM `PUBLIC KEY` block (SubjectPublicKeyInfo), e.g. from `openssl pkey -in key.pem -pubout`";
 
 /// PSS salt lengths tried after salt = digest length (Cloud KMS, `rsa_pss_saltlen:digest`):
 /// the maximum (OpenSSL's default, Go's `PSSSaltLengthAuto`) and common fixed sizes.
@@ -127,11 +126,12 @@ impl PkixPublicKey {
             // RSASSA-PSS-restricted keys (openssl genpkey -algorithm RSA-PSS) carry the same
             // RSAPublicKey; aws-lc-rs takes it as PKCS#1.
             let pkcs1 = spki.subject_public_key.raw_bytes().to_vec();
-            let bits = RsaParameters::public_modulus_len(&pkcs1).map_err(|_| KeyError::Malformed {
-                input: PUBLIC_KEY_INPUT,
-                reason: "the RSA public key does not parse".to_string(),
-                fix: PUBLIC_KEY_FIX,
-            })?;
+            let bits =
+                RsaParameters::public_modulus_len(&pkcs1).map_err(|_| KeyError::Malformed {
+                    input: PUBLIC_KEY_INPUT,
+                    reason: "the RSA public key does not parse".to_string(),
+                    fix: PUBLIC_KEY_FIX,
+                })?;
             (Some(KeyShape::Rsa(bits)), pkcs1)
         } else if key_oid == OID_EC {
             let curve = spki
@@ -172,13 +172,14 @@ impl PkixPublicKey {
                 needed,
             });
         }
-        let parsed = ParsedPublicKey::new(primary_verification(algorithm), &key_bytes).map_err(
-            |e| KeyError::Malformed {
-                input: PUBLIC_KEY_INPUT,
-                reason: format!("{needed} that the crypto library rejects ({e})"),
-                fix: PUBLIC_KEY_FIX,
-            },
-        )?;
+        let parsed =
+            ParsedPublicKey::new(primary_verification(algorithm), &key_bytes).map_err(|e| {
+                KeyError::Malformed {
+                    input: PUBLIC_KEY_INPUT,
+                    reason: format!("{needed} that the crypto library rejects ({e})"),
+                    fix: PUBLIC_KEY_FIX,
+                }
+            })?;
         let id = match id.map(str::trim) {
             Some(custom) if !custom.is_empty() => {
                 check_key_id(custom)?;
@@ -248,7 +249,9 @@ impl PkixPublicKey {
             return Err(SignatureError::TooLarge(signature.len()));
         }
         if signature.is_empty() {
-            return Err(SignatureError::Malformed("the signature is empty".to_string()));
+            return Err(SignatureError::Malformed(
+                "the signature is empty".to_string(),
+            ));
         }
         let payload = payload.ok_or(SignatureError::MissingPayload)?;
         self.check_signature_form(signature)?;
@@ -267,12 +270,12 @@ impl PkixPublicKey {
         if self.parsed.verify_sig(message, signature).is_ok() {
             return true;
         }
-        let others: &'static [RsaParameters] = match (self.algorithm.scheme(), self.algorithm.hash())
-        {
-            (SignatureScheme::RsaPss, Some(HashAlgorithm::Sha512)) => &PSS_SHA512_OTHER_SALTS,
-            (SignatureScheme::RsaPss, _) => &PSS_SHA256_OTHER_SALTS,
-            _ => &[],
-        };
+        let others: &'static [RsaParameters] =
+            match (self.algorithm.scheme(), self.algorithm.hash()) {
+                (SignatureScheme::RsaPss, Some(HashAlgorithm::Sha512)) => &PSS_SHA512_OTHER_SALTS,
+                (SignatureScheme::RsaPss, _) => &PSS_SHA256_OTHER_SALTS,
+                _ => &[],
+            };
         others.iter().any(|params| {
             sig::UnparsedPublicKey::new(params, &self.key_bytes)
                 .verify(message, signature)
@@ -400,9 +403,7 @@ pub fn sign(
             }
             let encoding: &'static dyn sig::RsaEncoding =
                 match (algorithm.scheme(), algorithm.hash()) {
-                    (SignatureScheme::RsaPss, Some(HashAlgorithm::Sha512)) => {
-                        &sig::RSA_PSS_SHA512
-                    }
+                    (SignatureScheme::RsaPss, Some(HashAlgorithm::Sha512)) => &sig::RSA_PSS_SHA512,
                     (SignatureScheme::RsaPss, _) => &sig::RSA_PSS_SHA256,
                     (_, Some(HashAlgorithm::Sha512)) => &sig::RSA_PKCS1_SHA512,
                     _ => &sig::RSA_PKCS1_SHA256,
@@ -546,9 +547,7 @@ fn private_label_fix(label: &str) -> String {
 /// Verification algorithm with the hash and (for PSS) salt length Cloud KMS uses.
 fn primary_verification(alg: SignatureAlgorithm) -> &'static dyn sig::VerificationAlgorithm {
     match (alg.scheme(), alg.key_shape(), alg.hash()) {
-        (SignatureScheme::RsaPss, _, Some(HashAlgorithm::Sha512)) => {
-            &sig::RSA_PSS_2048_8192_SHA512
-        }
+        (SignatureScheme::RsaPss, _, Some(HashAlgorithm::Sha512)) => &sig::RSA_PSS_2048_8192_SHA512,
         (SignatureScheme::RsaPss, _, _) => &sig::RSA_PSS_2048_8192_SHA256,
         (SignatureScheme::RsaPkcs1, _, Some(HashAlgorithm::Sha512)) => {
             &sig::RSA_PKCS1_2048_8192_SHA512
@@ -623,7 +622,9 @@ fn pem_blocks(text: &str, strict: bool) -> Result<Vec<PemBlock>, String> {
         }
     }
     if let Some((label, _, _)) = current {
-        return Err(format!("`-----BEGIN {label}-----` has no `-----END {label}-----` line"));
+        return Err(format!(
+            "`-----BEGIN {label}-----` has no `-----END {label}-----` line"
+        ));
     }
     Ok(blocks)
 }
@@ -684,7 +685,10 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXnpuYEfvLl1kj4fjxViFRwY1a+zC
                     matches!(err, KeyError::AlgorithmMismatch { .. }),
                     "{alg}: {msg}"
                 );
-                assert!(msg.contains("EC P-256") && msg.contains(alg.as_str()), "{msg}");
+                assert!(
+                    msg.contains("EC P-256") && msg.contains(alg.as_str()),
+                    "{msg}"
+                );
             }
         }
     }
@@ -716,12 +720,27 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXnpuYEfvLl1kj4fjxViFRwY1a+zC
             (String::new(), "empty"),
             ("   \n".to_string(), "empty"),
             ("garbage".to_string(), "outside any PEM block"),
-            (DOCS_PEM.replace("-----END PUBLIC KEY-----\n", ""), "no `-----END"),
+            (
+                DOCS_PEM.replace("-----END PUBLIC KEY-----\n", ""),
+                "no `-----END",
+            ),
             (DOCS_PEM.replace("MFkw", "M!kw"), "base64"),
             (DOCS_PEM.replace("YQ==", "YQ"), "base64"),
-            (DOCS_PEM.replace("5qzlf9LJIK+rnjq42tiKGyyXMbnZKJiYPPdMDGyltnkrABnztg2jJ48aYQ==", "5qzl"), "SubjectPublicKeyInfo"),
-            (DOCS_PEM.replace("PUBLIC KEY", "CERTIFICATE"), "openssl x509"),
-            (DOCS_PEM.replace("PUBLIC KEY", "PRIVATE KEY"), "never publish"),
+            (
+                DOCS_PEM.replace(
+                    "5qzlf9LJIK+rnjq42tiKGyyXMbnZKJiYPPdMDGyltnkrABnztg2jJ48aYQ==",
+                    "5qzl",
+                ),
+                "SubjectPublicKeyInfo",
+            ),
+            (
+                DOCS_PEM.replace("PUBLIC KEY", "CERTIFICATE"),
+                "openssl x509",
+            ),
+            (
+                DOCS_PEM.replace("PUBLIC KEY", "PRIVATE KEY"),
+                "never publish",
+            ),
             (format!("{DOCS_PEM}{DOCS_PEM}"), "2 keys"),
             (format!("{DOCS_PEM}trailing"), "outside any PEM block"),
             ("x".repeat(2 * 1024 * 1024), "1 MiB"),
@@ -736,8 +755,8 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXnpuYEfvLl1kj4fjxViFRwY1a+zC
 
     #[test]
     fn pem_block_parsing() {
-        let blocks = pem_blocks("junk\n-----BEGIN A-----\nQUJD\n-----END A-----\n", false)
-            .expect("lenient");
+        let blocks =
+            pem_blocks("junk\n-----BEGIN A-----\nQUJD\n-----END A-----\n", false).expect("lenient");
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].label, "A");
         assert_eq!(blocks[0].der, b"ABC");
@@ -756,7 +775,9 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXnpuYEfvLl1kj4fjxViFRwY1a+zC
             .expect("key");
         assert_eq!(
             key.verify(b"", Some(b"x")),
-            Err(SignatureError::Malformed("the signature is empty".to_string()))
+            Err(SignatureError::Malformed(
+                "the signature is empty".to_string()
+            ))
         );
         assert_eq!(
             key.verify(&[0x30, 0x02, 0x01], None),
