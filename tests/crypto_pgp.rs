@@ -677,3 +677,45 @@ fn kritis_style_attached_message_armored_as_signature() {
     assert!(armored.starts_with(b"-----BEGIN PGP SIGNATURE-----"));
     assert_eq!(verify(&key, &armored, None).unwrap(), PAYLOAD);
 }
+
+#[test]
+fn large_and_bomb_payloads() {
+    let home = GpgHome::new();
+    let fpr = home.gen_key("L <l@example.com>", "ed25519", "sign", "1y");
+    let key = PgpPublicKey::from_armored(&home.export(&fpr)).unwrap();
+    // Larger than sequoia's in-memory buffer: streamed, trusted only after the check.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let file = home.write("big", &big);
+    let signed = home.gpg(&[
+        "--local-user",
+        &fpr,
+        "--output",
+        "-",
+        "--compress-algo",
+        "none",
+        "--sign",
+        &file,
+    ]);
+    assert_eq!(verify(&key, &signed, None).unwrap(), big);
+    let at = signed.windows(64).position(|w| w == &big[..64]).unwrap();
+    let mut tampered = signed.clone();
+    tampered[at + 250_000] ^= 1;
+    bad(verify(&key, &tampered, None));
+    // 8 MiB of zeros compress to a few KiB; the signed payload is refused, not inflated.
+    let zeros = home.write("zeros", &vec![0u8; 8 << 20]);
+    let bomb = home.gpg(&[
+        "--local-user",
+        &fpr,
+        "--output",
+        "-",
+        "--compress-algo",
+        "zlib",
+        "--sign",
+        &zeros,
+    ]);
+    assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+    match verify(&key, &bomb, None) {
+        Err(SignatureError::Malformed(reason)) => assert!(reason.contains("1 MiB"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -733,6 +733,14 @@ mod tests {
     }
 
     #[test]
+    fn keys_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<PublicKey>();
+        shareable::<KeyFacts>();
+        shareable::<SignatureError>();
+    }
+
+    #[test]
     fn pae_matches_dsse_spec() {
         // Test vector from the DSSE protocol description.
         assert_eq!(

@@ -36,6 +36,7 @@ use super::{
 };
 
 const KEY_INPUT: &str = "asciiArmoredPgpPublicKey";
+const MESSAGE_BUFFER: usize = 64 * 1024;
 const KEY_FIX: &str = "give the whole output of `gpg --armor --export FINGERPRINT`";
 
 /// An OpenPGP certificate (public parts only), named by its v4 primary-key fingerprint.
@@ -208,7 +209,7 @@ impl PgpPublicKey {
                         KeyProblem::Expired
                     });
                 }
-                facts.can_sign = revoked.then_some(()).is_none()
+                facts.can_sign = !revoked
                     && alive
                     && valid
                         .keys()
@@ -532,8 +533,9 @@ fn verify_message(
     helper: Helper<'_>,
 ) -> openpgp::Result<Vec<u8>> {
     let verifier = VerifierBuilder::from_bytes(signature)?
-        // Bounds memory on compression bombs: at most this much is decompressed up front.
-        .buffer_size(MAX_INPUT_LEN + 1)
+        // Payloads are small; sequoia allocates this buffer per message (default 25 MiB).
+        // Larger literal data is streamed and only trusted once check() passed at its end.
+        .buffer_size(MESSAGE_BUFFER)
         .with_policy(policy, time, helper)?;
     let mut data = Vec::new();
     verifier
