@@ -632,6 +632,13 @@ fn bad_signature_inputs_are_clear() {
     malformed(verify(&key, b"  \n", None));
     malformed(verify(&key, b"garbage garbage", None));
     malformed(verify(&key, home.export(&fpr).as_bytes(), None));
+    // A literal message without any signature (gpg --store).
+    let unsigned = home.gpg(&["--output", "-", "--armor", "--store", &file]);
+    let reason = match verify(&key, &unsigned, Some(PAYLOAD)) {
+        Err(SignatureError::BadSignature(reason)) => reason,
+        other => panic!("expected BadSignature, got {other:?}"),
+    };
+    assert!(reason.contains("no signature"), "{reason}");
     for cut in [1, 10, attached.len() / 2, attached.len() - 1] {
         assert!(
             verify(&key, &attached[..cut], None).is_err(),
