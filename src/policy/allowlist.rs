@@ -4,6 +4,10 @@
 //! (matches across segments). Wildcards appear only at the end and only after the `registry/`
 //! part. Tag and digest patterns (`...:v1.*`, `...@sha256:...`) match the tagged or digested
 //! reference like any other text.
+//!
+//! Evaluation tries each image as written and in its normalised form
+//! (`registry/repository[:tag][@digest]`, so `nginx:1.25` is also
+//! `docker.io/library/nginx:1.25`); an image that does not parse is tried as written only.
 
 use std::collections::HashSet;
 use std::fmt;

@@ -26,12 +26,45 @@ pub enum TrustIndexError {
 }
 
 /// The 32 bytes of a `sha256:<hex>` digest, or `None` for any other form.
+///
+/// Hand-written because it is on the admission path: a table lookup per character and one
+/// check at the end is several times faster than a general hex decoder.
 pub(crate) fn sha256_bytes(digest: &Digest) -> Option<[u8; 32]> {
-    let hex = digest.as_str().strip_prefix("sha256:")?;
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(hex, &mut bytes).ok()?;
-    Some(bytes)
+    decode_sha256(digest.as_str())
 }
+
+/// `sha256:<64 hex digits>` to bytes.
+fn decode_sha256(s: &str) -> Option<[u8; 32]> {
+    let hex = s.strip_prefix("sha256:")?.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    let mut bad = 0u8;
+    for (out, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        let (hi, lo) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *out = (hi << 4) | (lo & 0x0f);
+    }
+    (bad & 0xf0 == 0).then_some(bytes)
+}
+
+/// Value of each hex digit (either case); `0xff` for any other byte.
+const HEX: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// One (digest, attestor) pair; 36 bytes, so an entry stays far under 300 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -263,9 +296,24 @@ mod tests {
     fn digest_bytes_are_parsed_from_the_hex() {
         let d = digest('f');
         assert_eq!(sha256_bytes(&d), Some([0xff; 32]));
-        let d = Digest::parse(&format!("sha256:{}01", "0".repeat(62))).unwrap();
+        let hex = "00112233445566778899aabbccddeeff0123456789abcdef0fedcba987654321";
+        let d = Digest::parse(&format!("sha256:{hex}")).unwrap();
         let mut want = [0u8; 32];
-        want[31] = 1;
+        hex::decode_to_slice(hex, &mut want).unwrap();
         assert_eq!(sha256_bytes(&d), Some(want));
+        assert_eq!(
+            decode_sha256(&format!("sha256:{}", hex.to_uppercase())),
+            Some(want)
+        );
+        for bad in [
+            format!("sha512:{hex}"),
+            format!("sha256:{}", &hex[1..]),
+            format!("sha256:{hex}0"),
+            format!("sha256:{}g", &hex[1..]),
+            format!("sha256:{}:", &hex[1..]),
+            format!("sha256:{}\u{e9}", &hex[2..]),
+        ] {
+            assert_eq!(decode_sha256(&bad), None, "{bad}");
+        }
     }
 }
