@@ -83,9 +83,7 @@ impl Metrics {
         let decisions_family = Family::<ResultLabel, Counter>::default();
         let decisions = AdmissionResult::ALL.map(|r| {
             decisions_family
-                .get_or_create(&ResultLabel {
-                    result: r.as_str(),
-                })
+                .get_or_create(&ResultLabel { result: r.as_str() })
                 .clone()
         });
         registry.register(

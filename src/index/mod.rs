@@ -147,14 +147,18 @@ impl Index {
             return Err(not_ready);
         }
         let policies = self.policies.load();
-        let namespaces = self.namespaces.read().unwrap_or_else(PoisonError::into_inner);
+        let namespaces = self
+            .namespaces
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let fallback;
         let labels = match namespaces.get(namespace) {
             Some(labels) => labels,
             None => {
                 // The watch lags the namespace's creation by moments; every namespace carries
                 // this label, so selectors on it still work.
-                fallback = BTreeMap::from([(NAMESPACE_NAME_LABEL.to_owned(), namespace.to_owned())]);
+                fallback =
+                    BTreeMap::from([(NAMESPACE_NAME_LABEL.to_owned(), namespace.to_owned())]);
                 &fallback
             }
         };
@@ -186,7 +190,10 @@ impl Index {
 
     /// Number of verified attestations in the trust index.
     pub fn trust_entries(&self) -> usize {
-        self.trust.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.trust
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether the attestation `namespace/name` is trusted now.
@@ -434,7 +441,7 @@ impl IndexState {
                 let cache_key = verify::cache_key(&entry.spec, &attestor.spec);
                 entry.cache_key = Some(cache_key);
                 match self.cache.get(&cache_key) {
-                    Some(outcome) => (Verification::Done(outcome.clone()), None),
+                    Some(outcome) => (Verification::Done(outcome.to_owned()), None),
                     None => (
                         Verification::Pending,
                         Some(Job {
@@ -489,7 +496,7 @@ impl IndexState {
                 Err(failure.reason)
             }
         };
-        self.cache.insert(job.cache_key, cached.clone());
+        self.cache.insert(job.cache_key, cached.to_owned());
         let Some(entry) = self.attestations.get_mut(&job.attestation) else {
             return;
         };

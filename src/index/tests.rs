@@ -136,7 +136,10 @@ fn verified_attestations_enter_the_index_and_make_it_ready() {
     );
     s.reset_policies(Vec::new());
     s.reset_namespaces(Vec::new());
-    assert!(s.reset_attestors(vec![("build".into(), key.attestor())]).is_empty());
+    assert!(
+        s.reset_attestors(vec![("build".into(), key.attestor())])
+            .is_empty()
+    );
     let jobs = s.reset_attestations(vec![("ns/a".into(), key.attest("build", &url('a')))]);
     assert_eq!(jobs.len(), 1);
     assert_eq!(s.pending(), 1);
@@ -276,7 +279,10 @@ fn updating_an_attestation_replaces_what_it_vouched_for() {
     assert!(index.is_attested("qa", &d('e')));
     assert!(!index.is_attested("build", &d('e')));
     // Changing build's keys no longer touches it.
-    assert!(s.apply_attestor("build", AttestorSpec::default()).is_empty());
+    assert!(
+        s.apply_attestor("build", AttestorSpec::default())
+            .is_empty()
+    );
     assert!(index.is_attested("qa", &d('e')));
 }
 
@@ -346,9 +352,17 @@ fn reverification_keeps_entries_until_it_says_otherwise_and_prunes_the_cache() {
     assert_eq!(s.cached(), 2);
     let jobs = s.reverify_all();
     assert_eq!(jobs.len(), 1);
-    assert_eq!(s.cached(), 1, "the cached outcome for the other key is forgotten");
+    assert_eq!(
+        s.cached(),
+        1,
+        "the cached outcome for the other key is forgotten"
+    );
     assert!(s.index().is_attested("build", &d('a')));
-    assert_eq!(s.pending(), 0, "re-verification does not make the index unready");
+    assert_eq!(
+        s.pending(),
+        0,
+        "re-verification does not make the index unready"
+    );
     run_all(&mut s, jobs);
     assert!(s.index().is_attested("build", &d('a')));
     assert_eq!(metrics.verifications(), (2, 1));

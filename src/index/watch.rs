@@ -163,9 +163,7 @@ where
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     K: 'static,
 {
-    stream
-        .map(move |r| (resource, r.map(wrap)))
-        .boxed()
+    stream.map(move |r| (resource, r.map(wrap))).boxed()
 }
 
 /// Objects listed since the last `Init`, per resource, applied at `InitDone`.
@@ -204,7 +202,9 @@ where
     }
 }
 
-fn policy_spec(guard: DeserializeGuard<AttestationPolicy>) -> Result<AttestationPolicySpec, String> {
+fn policy_spec(
+    guard: DeserializeGuard<AttestationPolicy>,
+) -> Result<AttestationPolicySpec, String> {
     guard.0.map(|p| p.spec).map_err(|e| e.error)
 }
 
@@ -483,7 +483,10 @@ mod tests {
         let (mut state, mut buffers) = setup(&key);
         // Signed by a stranger's key, with a status claiming it verified.
         let stranger = TestKey::new();
-        let mut forged = attestation("forged", stranger.attest("build", &format!("gcr.io/p/app@{}", digest('a'))));
+        let mut forged = attestation(
+            "forged",
+            stranger.attest("build", &format!("gcr.io/p/app@{}", digest('a'))),
+        );
         forged.status = Some(forged_status("whatever"));
         let jobs = handle(
             &mut state,
@@ -528,7 +531,9 @@ mod tests {
         let jobs = handle(
             &mut state,
             &mut buffers,
-            Change::Attestation(watcher::Event::Apply(DeserializeGuard(Ok(attestation("a", spec))))),
+            Change::Attestation(watcher::Event::Apply(DeserializeGuard(Ok(attestation(
+                "a", spec,
+            ))))),
         );
         run_jobs(&mut state, jobs);
         assert!(state.index().is_trusted("ns/a"));
@@ -544,7 +549,9 @@ mod tests {
         let jobs = handle(
             &mut state,
             &mut buffers,
-            Change::Attestation(watcher::Event::Apply(DeserializeGuard(Err(invalid.clone())))),
+            Change::Attestation(watcher::Event::Apply(DeserializeGuard(
+                Err(invalid.clone()),
+            ))),
         );
         assert!(jobs.is_empty());
         assert!(!state.index().is_trusted("ns/a"));
@@ -583,10 +590,21 @@ mod tests {
         health.failing_since[slot(Resource::Namespaces)].store(unix_now() - 120, Ordering::Release);
         health.failed(Resource::Namespaces);
         let error = health.check(Duration::from_secs(60)).unwrap_err();
-        assert!(error.starts_with("the watch of namespaces has failed for 12"), "{error}");
-        assert!(health.report().contains("namespaces: no event yet, failing for 12"));
+        assert!(
+            error.starts_with("the watch of namespaces has failed for 12"),
+            "{error}"
+        );
+        assert!(
+            health
+                .report()
+                .contains("namespaces: no event yet, failing for 12")
+        );
         health.ok(Resource::Namespaces);
         assert!(health.check(Duration::from_secs(60)).is_ok());
-        assert!(WatchHealth::default().check(Duration::from_secs(60)).is_err());
+        assert!(
+            WatchHealth::default()
+                .check(Duration::from_secs(60))
+                .is_err()
+        );
     }
 }

@@ -183,7 +183,12 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn answer(&self, response: ResponseOut, result: AdmissionResult, notice: Option<Notice>) -> Answer {
+    fn answer(
+        &self,
+        response: ResponseOut,
+        result: AdmissionResult,
+        notice: Option<Notice>,
+    ) -> Answer {
         let review = ReviewOut {
             api_version: self.api_version,
             kind: KIND,
@@ -245,18 +250,23 @@ fn parse(body: &[u8]) -> Result<ReviewIn, HttpError> {
             "empty request body; POST an AdmissionReview (admission.k8s.io/v1) as JSON",
         ));
     }
+    // serde accepts a struct written as a JSON list; an AdmissionReview is never one.
+    if body.trim_ascii_start().starts_with(b"[") {
+        return Err(HttpError::bad_request(
+            "request body is not an AdmissionReview (admission.k8s.io/v1): it is a JSON list, not an object",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let review: ReviewIn =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => HttpError::bad_request(format!(
-                    "request body is not an AdmissionReview (admission.k8s.io/v1): {path}: {inner}"
-                )),
-                _ => HttpError::bad_request(format!("request body is not valid JSON: {inner}")),
-            }
-        })?;
+    let review: ReviewIn = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => HttpError::bad_request(format!(
+                "request body is not an AdmissionReview (admission.k8s.io/v1): {path}: {inner}"
+            )),
+            _ => HttpError::bad_request(format!("request body is not valid JSON: {inner}")),
+        }
+    })?;
     deserializer
         .end()
         .map_err(|e| HttpError::bad_request(format!("request body is not valid JSON: {e}")))?;

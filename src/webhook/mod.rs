@@ -205,14 +205,13 @@ pub async fn serve(
             what: "webhook",
             source,
         })?;
-    let admin_listener =
-        TcpListener::bind(options.admin_addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: options.admin_addr,
-                what: "admin server",
-                source,
-            })?;
+    let admin_listener = TcpListener::bind(options.admin_addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: options.admin_addr,
+            what: "admin server",
+            source,
+        })?;
     let bound = Bound {
         webhook: webhook_listener
             .local_addr()
