@@ -408,3 +408,135 @@ fn bad_input_gives_one_clear_error_line() {
         "{text}"
     );
 }
+
+#[test]
+fn evaluate_decides_a_gitops_folder_like_the_webhook() {
+    let gpg = GpgHome::new();
+    let fpr = gpg.gen_key("Build <b@example.com>", "ed25519", "sign", "1y");
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let url = format!("{IMAGE}@{DIGEST}");
+    let payload_file = write(
+        work.path(),
+        "payload.json",
+        ok(&["create-signature-payload", "--artifact-url", &url]),
+    );
+    let sig = work.path().join("sig.asc");
+    gpg.gpg(&[
+        "--local-user",
+        &fpr,
+        "--armor",
+        "--output",
+        sig.to_str().unwrap(),
+        "--sign",
+        &payload_file,
+    ]);
+    let attestation = ok(&[
+        "attestation",
+        "create",
+        "--artifact-url",
+        &url,
+        "--attestor",
+        "build",
+        "--signature-file",
+        sig.to_str().unwrap(),
+        "--public-key-id",
+        &fpr,
+        "--namespace",
+        "prod",
+    ]);
+    write(&repo, "attestation.yaml", attestation);
+    write(
+        &repo,
+        "attestor.yaml",
+        attestor_yaml("build", &gpg.export(&fpr)),
+    );
+    write(
+        &repo,
+        "policy.yaml",
+        "\
+apiVersion: binauthz.dev/v1alpha1
+kind: AttestationPolicy
+metadata: {name: require-build}
+spec:
+  defaultAdmissionRule:
+    evaluationMode: REQUIRE_ATTESTATION
+    enforcementMode: ENFORCED_BLOCK_AND_AUDIT_LOG
+    requireAttestationsBy: [build]
+  kubernetesNamespaceAdmissionRules:
+    staging:
+      evaluationMode: REQUIRE_ATTESTATION
+      enforcementMode: DRYRUN_AUDIT_LOG_ONLY
+      requireAttestationsBy: [build]
+",
+    );
+    write(
+        &repo,
+        "workloads.yaml",
+        format!(
+            "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: hello, namespace: prod}}
+spec:
+  template:
+    spec:
+      containers: [{{name: app, image: '{url}'}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: hello-world, namespace: prod}}
+spec:
+  containers: [{{name: web, image: nginx}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: trial, namespace: staging}}
+spec:
+  containers: [{{name: web, image: nginx}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: ignored, namespace: prod}}
+"
+        ),
+    );
+    let out = binauthz(&["evaluate", "-f", repo.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one workload is denied: {text}{}",
+        stderr(&out)
+    );
+    assert!(text.contains("ADMITTED Deployment prod/hello\n"), "{text}");
+    assert!(
+        text.contains("DENIED   Pod prod/hello-world: Image nginx denied by Binary Authorization default admission rule of policy require-build. Image nginx denied by attestor build: Expected digest with sha256 scheme, but got tag or malformed digest"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "ADMITTED Pod staging/trial\n  warning: dry run: Image nginx would be denied"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("ignored"), "{text}");
+
+    // Without the attestation the signed Deployment is denied too.
+    std::fs::remove_file(repo.join("attestation.yaml")).unwrap();
+    let out = binauthz(&["evaluate", "-f", repo.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "DENIED   Deployment prod/hello: Image gcr.io/google-samples/hello-app@sha256:"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "No attestations found that were valid and signed by a key trusted by the attestor"
+        ),
+        "{text}"
+    );
+}
