@@ -1,6 +1,9 @@
 //! `payload::create` against gcloud: always against the golden vectors captured from gcloud
 //! (`tests/vectors/payloads/`), and live against `gcloud` itself when it is on PATH.
 
+// clippy.toml allows unwrap only inside #[test] functions; these helpers are test code too.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
