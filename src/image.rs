@@ -572,7 +572,10 @@ fn scan_digest(d: &str) -> Result<Digest, Problem<'_>> {
             _ => return Err(Problem::InvalidDigest(d)),
         }
     }
-    Ok(Digest::from_sha256(bytes))
+    // `d` is now known to be exactly `sha256:` and 64 lower-case hex digits.
+    let mut text = [0u8; SHA256_TEXT_LEN];
+    text.copy_from_slice(d.as_bytes());
+    Ok(Digest { bytes, text })
 }
 
 /// The value of a lower-case hex digit.
