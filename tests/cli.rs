@@ -189,12 +189,11 @@ fn pgp_flow_from_gpg_to_verified() {
 fn pkix_flow_from_openssl_to_verified() {
     let ssl = OpensslDir::new();
     ssl.genpkey(
-        "ec.pem",
+        "ec",
         &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
     );
-    let public =
-        String::from_utf8(ssl.openssl(&["pkey", "-in", &ssl.file("ec.pem"), "-pubout"])).unwrap();
-    let key_id = ssl.ni_id("ec.pem");
+    let public = ssl.read_string("ec.pub");
+    let key_id = ssl.ni_id("ec");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("{IMAGE}@{DIGEST}");
     let payload = ok(&["create-signature-payload", "--artifact-url", &url]);
@@ -205,7 +204,7 @@ fn pkix_flow_from_openssl_to_verified() {
         "dgst",
         "-sha256",
         "-sign",
-        &ssl.file("ec.pem"),
+        &ssl.file("ec.key"),
         "-out",
         &ssl.file("openssl.sig"),
         &payload_file,
@@ -216,7 +215,7 @@ fn pkix_flow_from_openssl_to_verified() {
         "--payload-file",
         &payload_file,
         "--pkix-private-key",
-        &ssl.file("ec.pem"),
+        &ssl.file("ec.key"),
         "--algorithm",
         "ecdsa-p256-sha256",
         "--output",
