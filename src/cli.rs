@@ -29,6 +29,24 @@ pub enum Command {
     /// Verify every ImageAttestation in the inputs against the Attestors in the inputs, offline;
     /// exits 0 only when all verified.
     Verify(VerifyArgs),
+    /// Decide, offline, for every workload in the inputs, against the policies, attestors and
+    /// attestations in the inputs, with the webhook's engine and messages; exits 0 only when every
+    /// workload is admitted.
+    Evaluate(EvaluateArgs),
+}
+
+/// Arguments of `binauthz evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Files and folders of YAML (read recursively); `-` is stdin.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Namespace for workloads that name none.
+    #[arg(long, short, value_name = "NS", default_value = "default")]
+    pub namespace: String,
+    /// Verify attestations as of this time (RFC 3339). Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<jiff::Timestamp>,
 }
 
 /// Arguments of `binauthz create-signature-payload`.

@@ -27,6 +27,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             print!("{}", binauthz::commands::attestation_create(&args)?);
         }
         Command::Verify(args) => return Ok(binauthz::commands::verify(&args)?),
+        Command::Evaluate(args) => return Ok(binauthz::commands::evaluate(&args)?),
     }
     Ok(ExitCode::SUCCESS)
 }
