@@ -540,3 +540,126 @@ fn respond(
         notice,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AdmissionRule, AttestationPolicySpec, EvaluationMode};
+    use crate::index::IndexState;
+    use crate::metrics::Metrics;
+    use std::sync::Arc;
+
+    fn ready_index() -> Arc<Index> {
+        let mut state = IndexState::new(Arc::new(Metrics::default()));
+        let spec = AttestationPolicySpec {
+            default_admission_rule: AdmissionRule {
+                evaluation_mode: EvaluationMode::RequireAttestation,
+                require_attestations_by: vec!["build".into()],
+                ..AdmissionRule::default()
+            },
+            ..AttestationPolicySpec::default()
+        };
+        state.reset_policies(vec![("p".into(), Ok(spec))]);
+        state.reset_namespaces(Vec::new());
+        state.reset_attestors(Vec::new());
+        state.reset_attestations(Vec::new());
+        state.index().clone()
+    }
+
+    /// xorshift64*: enough randomness to mutate inputs, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % n.max(1) as u64).unwrap()
+        }
+    }
+
+    #[test]
+    fn mutated_reviews_never_panic() {
+        let index = ready_index();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        seeds.sort();
+        assert!(seeds.len() > 20);
+        let interesting: &[&[u8]] = &[
+            b"null",
+            b"[]",
+            b"{}",
+            b"\"\"",
+            b"0",
+            b"-1e999",
+            b"true",
+            b"{\"a\":",
+            b"\\u0000",
+            b"\xff",
+            b"[[[[[[",
+            b"}}}}",
+            b"\"image\"",
+            b"\"containers\"",
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut answers = [0usize; 2];
+        for round in 0..3000 {
+            let mut input = seeds[round % seeds.len()].clone();
+            for _ in 0..=rng.below(4) {
+                let at = rng.below(input.len());
+                match rng.below(4) {
+                    0 => input.truncate(at),
+                    1 => {
+                        if let Some(b) = input.get_mut(at) {
+                            *b = u8::try_from(rng.below(256)).unwrap();
+                        }
+                    }
+                    2 => {
+                        let piece = interesting[rng.below(interesting.len())];
+                        input.splice(at..at, piece.iter().copied());
+                    }
+                    _ => {
+                        let end = (at + rng.below(64)).min(input.len());
+                        input.drain(at..end);
+                    }
+                }
+            }
+            match review(&index, &input) {
+                Answer::Review(r) => {
+                    answers[0] += 1;
+                    // Whatever came in, what goes out is an AdmissionReview.
+                    let v: Value = serde_json::from_slice(&r.body).unwrap();
+                    assert_eq!(v["kind"], "AdmissionReview");
+                    assert!(v["response"]["uid"].is_string());
+                    assert!(v["response"]["allowed"].is_boolean());
+                }
+                Answer::Error(e) => {
+                    answers[1] += 1;
+                    assert!(e.code == 400, "{e:?}");
+                    assert!(!e.message.is_empty());
+                }
+            }
+        }
+        // Both kinds of answer were exercised.
+        assert!(answers[0] > 100 && answers[1] > 100, "{answers:?}");
+    }
+
+    #[test]
+    fn error_bodies_are_kubernetes_statuses() {
+        let e = HttpError::too_large();
+        let v: Value = serde_json::from_slice(&e.to_json()).unwrap();
+        assert_eq!(v["kind"], "Status");
+        assert_eq!(v["code"], 413);
+        assert_eq!(v["reason"], "RequestEntityTooLarge");
+        let e = HttpError::unavailable("x");
+        assert_eq!(e.code, 503);
+        assert_eq!(e.reason, "ServiceUnavailable");
+    }
+}
