@@ -5,10 +5,13 @@
 
 pub mod cli;
 pub mod commands;
+pub mod controller;
 pub mod crd;
 pub mod crypto;
 pub mod image;
 pub mod manifests;
 pub mod payload;
 pub mod policy;
+pub mod run;
+pub mod tls;
 pub mod verify;
