@@ -384,12 +384,14 @@ fn verify_one(
             SignatureError::KeyExpired => Reason::KeyExpired,
             SignatureError::BadSignature(_) => Reason::BadSignature,
             SignatureError::MissingPayload => Reason::MalformedPayload,
-            SignatureError::Malformed(_) => Reason::MalformedSignature,
+            SignatureError::Malformed(_) | SignatureError::TooLarge(_) => Reason::MalformedSignature,
         };
         Failure::new(reason, format!("{field}: {e}"))
     })?;
+    // Clearsigned text loses its final newline in the signature's canonical form, so only
+    // trailing white space may differ.
     if let Some(serialized) = serialized
-        && signed != serialized
+        && signed.trim_ascii_end() != serialized.trim_ascii_end()
     {
         return Err(Failure::new(
             Reason::PayloadMismatch,

@@ -1,1 +1,31 @@
-//! placeholder
+//! The policy engine: decides, for the webhook, `binauthz evaluate` and continuous validation,
+//! whether a workload's images may run.
+//!
+//! Pure and fast: a policy is compiled once ([`CompiledPolicy::compile`]); [`evaluate`] then
+//! does no pattern compilation, no I/O and few allocations, asking an [`Attestations`] lookup
+//! (the [`TrustIndex`] built from verified attestations, never from `status`) about digests.
+
+mod allowlist;
+mod compiled;
+mod decision;
+mod selector;
+mod trust;
+mod workload;
+
+#[cfg(test)]
+mod tests;
+
+pub use allowlist::{InvalidPattern, SYSTEM_IMAGE_PATTERNS};
+pub use compiled::{
+    CompiledPolicy, CompiledRule, PolicyProblem, RequiredAttestor, RuleScope, attestor_name,
+};
+pub use decision::{
+    AUDIT_BREAKGLASS, AUDIT_DRY_RUN, AUDIT_OVERRIDDEN, AttestorFailure, AttestorReason,
+    BREAKGLASS_ANNOTATION, BREAKGLASS_LABEL, Decision, Failure, ImageVerdict, evaluate,
+    is_breakglass,
+};
+pub use trust::{Attestations, TrustIndex, TrustIndexError};
+pub use workload::{
+    Container, ContainerList, DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Workload, WorkloadError,
+    WorkloadKind,
+};

@@ -1,0 +1,319 @@
+//! The trust index: which attestors have a verified attestation for which digest.
+//!
+//! The webhook never reads `status`; the controller verifies each attestation and feeds the
+//! result here, and admission asks [`Attestations::is_attested`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::image::Digest;
+
+/// Answers "has attestor A a verified attestation for digest D?".
+pub trait Attestations {
+    /// Whether `attestor` (an Attestor name) vouches for `digest` with a verified attestation.
+    fn is_attested(&self, attestor: &str, digest: &Digest) -> bool;
+}
+
+/// Why an attestation could not be put in the index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustIndexError {
+    /// The digest is not `sha256:` followed by 64 hex digits.
+    #[error("digest {0:?} is not sha256:<64 hex digits>; only sha256 digests can be attested")]
+    NotSha256(String),
+    /// More distinct attestor names than the index can number.
+    #[error("too many distinct attestor names in the trust index")]
+    TooManyAttestors,
+}
+
+/// The 32 bytes of a `sha256:<hex>` digest, or `None` for any other form.
+///
+/// Hand-written because it is on the admission path: a table lookup per character and one
+/// check at the end is several times faster than a general hex decoder.
+pub(crate) fn sha256_bytes(digest: &Digest) -> Option<[u8; 32]> {
+    decode_sha256(digest.as_str())
+}
+
+/// `sha256:<64 hex digits>` to bytes.
+fn decode_sha256(s: &str) -> Option<[u8; 32]> {
+    let hex = s.strip_prefix("sha256:")?.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    let mut bad = 0u8;
+    for (out, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        let (hi, lo) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *out = (hi << 4) | (lo & 0x0f);
+    }
+    (bad & 0xf0 == 0).then_some(bytes)
+}
+
+/// Value of each hex digit (either case); `0xff` for any other byte.
+const HEX: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// One (digest, attestor) pair; 36 bytes, so an entry stays far under 300 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Entry {
+    digest: [u8; 32],
+    attestor: u32,
+}
+
+/// Verified attestations, by digest and attestor, with each attestation's key to undo it.
+///
+/// Several attestations may back the same (digest, attestor) pair; the pair stays trusted until
+/// the last of them is removed.
+#[derive(Clone, Debug, Default)]
+pub struct TrustIndex {
+    /// Interned attestor names; an attestor's id is its position.
+    names: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, u32>,
+    /// Distinct digests per attestor id, for status.
+    digests_per_attestor: Vec<usize>,
+    /// How many attestations back each pair.
+    entries: HashMap<Entry, u32>,
+    /// Attestation key (`namespace/name`) to the pair it backs.
+    keys: HashMap<Box<str>, Entry>,
+}
+
+impl TrustIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record that the attestation `attestation_key` (`namespace/name`) of `attestor` verified for
+    /// `digest`; whatever that key recorded before is replaced.
+    pub fn insert(
+        &mut self,
+        attestor: &str,
+        digest: &Digest,
+        attestation_key: &str,
+    ) -> Result<(), TrustIndexError> {
+        // An update replaces the attestation, even when the new content cannot be indexed.
+        self.remove(attestation_key);
+        let bytes = sha256_bytes(digest)
+            .ok_or_else(|| TrustIndexError::NotSha256(digest.as_str().into()))?;
+        let entry = Entry {
+            digest: bytes,
+            attestor: self.intern(attestor)?,
+        };
+        let count = self.entries.entry(entry).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.bump_digests(entry.attestor, true);
+        }
+        self.keys.insert(attestation_key.into(), entry);
+        Ok(())
+    }
+
+    /// Forget the attestation `attestation_key`; returns whether it was there.
+    pub fn remove(&mut self, attestation_key: &str) -> bool {
+        let Some(entry) = self.keys.remove(attestation_key) else {
+            return false;
+        };
+        if let Some(count) = self.entries.get_mut(&entry) {
+            *count -= 1;
+            if *count == 0 {
+                self.entries.remove(&entry);
+                self.bump_digests(entry.attestor, false);
+            }
+        }
+        true
+    }
+
+    /// Forget everything (e.g. before a full resync).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.keys.clear();
+        self.digests_per_attestor.iter_mut().for_each(|n| *n = 0);
+    }
+
+    /// Number of attestations recorded.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no attestation is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Whether the attestation `attestation_key` is recorded.
+    pub fn contains_key(&self, attestation_key: &str) -> bool {
+        self.keys.contains_key(attestation_key)
+    }
+
+    /// Number of distinct digests `attestor` vouches for.
+    pub fn verified_digest_count(&self, attestor: &str) -> usize {
+        self.ids
+            .get(attestor)
+            .and_then(|&id| self.digests_per_attestor.get(id as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The digests `attestor` vouches for, as sorted `sha256:<hex>` (a scan: for status, not
+    /// for admission).
+    pub fn attested_digests(&self, attestor: &str) -> Vec<String> {
+        let Some(&id) = self.ids.get(attestor) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|e| e.attestor == id)
+            .map(|e| format!("sha256:{}", hex::encode(e.digest)))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    fn intern(&mut self, attestor: &str) -> Result<u32, TrustIndexError> {
+        if let Some(&id) = self.ids.get(attestor) {
+            return Ok(id);
+        }
+        let id = u32::try_from(self.names.len()).map_err(|_| TrustIndexError::TooManyAttestors)?;
+        let name: Arc<str> = attestor.into();
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        self.digests_per_attestor.push(0);
+        Ok(id)
+    }
+
+    fn bump_digests(&mut self, attestor: u32, up: bool) {
+        if let Some(n) = self.digests_per_attestor.get_mut(attestor as usize) {
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        }
+    }
+}
+
+impl Attestations for TrustIndex {
+    fn is_attested(&self, attestor: &str, digest: &Digest) -> bool {
+        let Some(&id) = self.ids.get(attestor) else {
+            return false;
+        };
+        sha256_bytes(digest).is_some_and(|digest| {
+            self.entries.contains_key(&Entry {
+                digest,
+                attestor: id,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    #[test]
+    fn insert_then_lookup() {
+        let mut t = TrustIndex::new();
+        assert!(t.is_empty());
+        t.insert("build", &digest('a'), "ns/att1").unwrap();
+        assert!(t.is_attested("build", &digest('a')));
+        assert!(!t.is_attested("build", &digest('b')));
+        assert!(!t.is_attested("qa", &digest('a')));
+        assert_eq!(t.len(), 1);
+        assert!(t.contains_key("ns/att1"));
+        assert_eq!(t.verified_digest_count("build"), 1);
+        assert_eq!(t.verified_digest_count("qa"), 0);
+        assert_eq!(
+            t.attested_digests("build"),
+            vec![format!("sha256:{}", "a".repeat(64))]
+        );
+        assert!(t.attested_digests("qa").is_empty());
+    }
+
+    #[test]
+    fn remove_forgets_only_that_attestation() {
+        let mut t = TrustIndex::new();
+        t.insert("build", &digest('a'), "ns/att1").unwrap();
+        t.insert("build", &digest('a'), "ns/att2").unwrap();
+        t.insert("qa", &digest('a'), "ns/att3").unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.verified_digest_count("build"), 1);
+        // Another attestation still backs (a, build).
+        assert!(t.remove("ns/att1"));
+        assert!(t.is_attested("build", &digest('a')));
+        assert!(!t.remove("ns/att1"), "second remove is a no-op");
+        assert!(t.remove("ns/att2"));
+        assert!(!t.is_attested("build", &digest('a')));
+        assert_eq!(t.verified_digest_count("build"), 0);
+        assert!(t.is_attested("qa", &digest('a')));
+        assert!(!t.remove("ns/unknown"));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn insert_with_the_same_key_replaces() {
+        let mut t = TrustIndex::new();
+        t.insert("build", &digest('a'), "ns/att").unwrap();
+        // Updated to another digest and attestor.
+        t.insert("qa", &digest('b'), "ns/att").unwrap();
+        assert!(!t.is_attested("build", &digest('a')));
+        assert!(t.is_attested("qa", &digest('b')));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.verified_digest_count("build"), 0);
+        // Re-inserting identical content is idempotent.
+        t.insert("qa", &digest('b'), "ns/att").unwrap();
+        assert_eq!(t.len(), 1);
+        assert!(t.remove("ns/att"));
+        assert!(!t.is_attested("qa", &digest('b')));
+    }
+
+    #[test]
+    fn clear_forgets_everything() {
+        let mut t = TrustIndex::new();
+        t.insert("build", &digest('a'), "ns/a").unwrap();
+        t.clear();
+        assert!(t.is_empty());
+        assert!(!t.is_attested("build", &digest('a')));
+        assert_eq!(t.verified_digest_count("build"), 0);
+        t.insert("build", &digest('a'), "ns/a").unwrap();
+        assert_eq!(t.verified_digest_count("build"), 1);
+    }
+
+    #[test]
+    fn digest_bytes_are_parsed_from_the_hex() {
+        let d = digest('f');
+        assert_eq!(sha256_bytes(&d), Some([0xff; 32]));
+        let hex = "00112233445566778899aabbccddeeff0123456789abcdef0fedcba987654321";
+        let d = Digest::parse(&format!("sha256:{hex}")).unwrap();
+        let mut want = [0u8; 32];
+        hex::decode_to_slice(hex, &mut want).unwrap();
+        assert_eq!(sha256_bytes(&d), Some(want));
+        assert_eq!(
+            decode_sha256(&format!("sha256:{}", hex.to_uppercase())),
+            Some(want)
+        );
+        for bad in [
+            format!("sha512:{hex}"),
+            format!("sha256:{}", &hex[1..]),
+            format!("sha256:{hex}0"),
+            format!("sha256:{}g", &hex[1..]),
+            format!("sha256:{}:", &hex[1..]),
+            format!("sha256:{}\u{e9}", &hex[2..]),
+        ] {
+            assert_eq!(decode_sha256(&bad), None, "{bad}");
+        }
+    }
+}
