@@ -14,6 +14,7 @@ use crate::crd::{
     AttestationPolicy, AttestationPolicySpec, AttestationPolicyStatus, Attestor,
     RequiredAttestorAllowlist,
 };
+use crate::policy::{CompiledPolicy, attestor_name};
 
 /// Ready reason: every required attestor is Ready and every pattern valid.
 pub const REASON_READY: &str = "AttestorsReady";
@@ -23,18 +24,10 @@ pub const REASON_ATTESTOR_NOT_FOUND: &str = "AttestorNotFound";
 pub const REASON_ATTESTOR_NOT_READY: &str = "AttestorNotReady";
 /// Ready reason: an allowlist pattern is invalid.
 pub const REASON_INVALID_PATTERN: &str = "InvalidPattern";
+/// Ready reason: another part of the policy is invalid (e.g. its namespaceSelector).
+pub const REASON_INVALID_POLICY: &str = "InvalidPolicy";
 
-/// The attestor name an entry of `requireAttestationsBy` means: `projects/P/attestors/NAME`
-/// means `NAME`.
-pub fn attestor_name(written: &str) -> &str {
-    let trimmed = written.trim();
-    match trimmed.rsplit_once("/attestors/") {
-        Some((project, name)) if project.starts_with("projects/") => name,
-        _ => trimmed,
-    }
-}
-
-/// Every attestor any rule of the policy requires.
+/// Every attestor any rule of the policy requires (`projects/P/attestors/NAME` means `NAME`).
 pub fn required_attestors(spec: &AttestationPolicySpec) -> BTreeSet<String> {
     std::iter::once(&spec.default_admission_rule)
         .chain(spec.kubernetes_namespace_admission_rules.values())
@@ -75,25 +68,32 @@ pub fn attestor_state(object: Option<&DeserializeGuard<Attestor>>) -> AttestorSt
     }
 }
 
-/// The allowlist a policy compiles to: the valid patterns, and the invalid ones with why.
+/// The allowlist a policy compiles to, and what is wrong with the policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompiledAllowlist {
-    /// Valid patterns (and the system images when enabled).
+    /// Valid patterns, then the system images when enabled.
     pub patterns: Vec<String>,
     /// Invalid patterns, each with the reason.
     pub invalid: Vec<String>,
+    /// Other problems of the policy (it still applies, made safe).
+    pub problems: Vec<String>,
 }
 
-/// Compile a policy's allowlist.
-pub fn compile_allowlist(_name: &str, spec: &AttestationPolicySpec) -> CompiledAllowlist {
-    // Until the policy engine lands, patterns are listed as written.
+/// Compile a policy with the policy engine, as the webhook does.
+pub fn compile_allowlist(name: &str, spec: &AttestationPolicySpec) -> CompiledAllowlist {
+    let compiled = CompiledPolicy::compile(name, spec);
     CompiledAllowlist {
-        patterns: spec
-            .admission_whitelist_patterns
+        patterns: compiled.allowlist().to_vec(),
+        invalid: compiled
+            .invalid_patterns()
             .iter()
-            .map(|p| p.name_pattern.clone())
+            .map(ToString::to_string)
             .collect(),
-        invalid: Vec::new(),
+        problems: compiled
+            .problems()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     }
 }
 
@@ -132,12 +132,15 @@ pub fn build_status(
             allowlist.invalid.join("; ")
         ));
     }
+    problems.extend(allowlist.problems.iter().cloned());
     let reason = if !missing.is_empty() {
         REASON_ATTESTOR_NOT_FOUND
     } else if !unready.is_empty() {
         REASON_ATTESTOR_NOT_READY
     } else if !allowlist.invalid.is_empty() {
         REASON_INVALID_PATTERN
+    } else if !allowlist.problems.is_empty() {
+        REASON_INVALID_POLICY
     } else {
         REASON_READY
     };
@@ -354,6 +357,17 @@ mod tests {
             ("True", REASON_READY)
         );
         assert_eq!(s.allowlist, ["gcr.io/google_containers/*"]);
+        let system = compile_allowlist(
+            "p",
+            &AttestationPolicySpec {
+                global_policy_evaluation_mode: Some(crate::crd::GlobalPolicyEvaluationMode::Enable),
+                ..spec()
+            },
+        );
+        assert!(
+            system.patterns.len() > 1,
+            "system images are listed when enabled"
+        );
         assert_eq!(s.required_attestors[0].verified_digests, 1);
 
         let broken = BTreeMap::from([
@@ -388,10 +402,19 @@ mod tests {
 
     #[test]
     fn invalid_patterns_make_it_unready_and_are_named() {
-        let compiled = CompiledAllowlist {
-            patterns: vec![],
-            invalid: vec!["*/x: wildcards only after the registry".into()],
-        };
+        let compiled = compile_allowlist(
+            "p",
+            &AttestationPolicySpec {
+                admission_whitelist_patterns: vec![AdmissionWhitelistPattern {
+                    name_pattern: "*/x".into(),
+                }],
+                default_admission_rule: AdmissionRule {
+                    evaluation_mode: EvaluationMode::AlwaysAllow,
+                    ..AdmissionRule::default()
+                },
+                ..AttestationPolicySpec::default()
+            },
+        );
         let s = build_status(
             &BTreeMap::new(),
             &compiled,
