@@ -384,7 +384,9 @@ fn verify_one(
             SignatureError::KeyExpired => Reason::KeyExpired,
             SignatureError::BadSignature(_) => Reason::BadSignature,
             SignatureError::MissingPayload => Reason::MalformedPayload,
-            SignatureError::Malformed(_) | SignatureError::TooLarge(_) => Reason::MalformedSignature,
+            SignatureError::Malformed(_) | SignatureError::TooLarge(_) => {
+                Reason::MalformedSignature
+            }
         };
         Failure::new(reason, format!("{field}: {e}"))
     })?;
