@@ -355,6 +355,13 @@ async fn service_account_rights_are_least_privilege() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_end_to_end() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("binauthz=info")),
+        )
+        .with_test_writer()
+        .try_init();
     install_crds();
     let admin = cluster::client().await;
     let ns = cluster::temp_namespace("bz-op").await;
@@ -725,21 +732,6 @@ async fn operator_end_to_end() {
         "add the key back",
     );
     wait_condition(&attestations, &good, "Verified", "True", "Verified").await;
-    // Deleting the attestor: AttestorNotFound, and the policy is no longer Ready.
-    attestors
-        .delete(&attestor, &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_condition(
-        &attestations,
-        &good,
-        "Verified",
-        "False",
-        "AttestorNotFound",
-    )
-    .await;
-    wait_condition(&policies, &policy, "Ready", "False", "AttestorNotFound").await;
-
     // Status written by hand is put back: status is a report, not an input.
     let forged_status = json!({"status": {"conditions": [{
         "type": "Verified", "status": "True", "reason": "Verified", "message": "trust me",
@@ -760,6 +752,21 @@ async fn operator_end_to_end() {
         "DigestMismatch",
     )
     .await;
+
+    // Deleting the attestor: AttestorNotFound, and the policy is no longer Ready.
+    attestors
+        .delete(&attestor, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_condition(
+        &attestations,
+        &good,
+        "Verified",
+        "False",
+        "AttestorNotFound",
+    )
+    .await;
+    wait_condition(&policies, &policy, "Ready", "False", "AttestorNotFound").await;
 
     // Deleting the policy: the allowlist goes and, without policies, so do the webhooks.
     policies
