@@ -29,6 +29,10 @@ pub enum Command {
     /// Verify every ImageAttestation in the inputs against the Attestors in the inputs, offline;
     /// exits 0 only when all verified.
     Verify(VerifyArgs),
+    /// Decide, offline, for every workload in the inputs, against the policies, attestors and
+    /// attestations in the inputs, with the webhook's engine and messages; exits 0 only when every
+    /// workload is admitted.
+    Evaluate(EvaluateArgs),
     /// Run the controller (leader only, elected by a Lease) and the admission webhook.
     Run(RunArgs),
 }
@@ -110,6 +114,20 @@ pub struct RunArgs {
     /// Identity in leader election and Events. Default: $POD_NAME, else the host name.
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     pub identity: Option<String>,
+}
+
+/// Arguments of `binauthz evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Files and folders of YAML (read recursively); `-` is stdin.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Namespace for workloads that name none.
+    #[arg(long, short, value_name = "NS", default_value = "default")]
+    pub namespace: String,
+    /// Verify attestations as of this time (RFC 3339). Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<jiff::Timestamp>,
 }
 
 /// Arguments of `binauthz create-signature-payload`.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::cli::{AttestationCreateArgs, PgpMode, SignArgs, VerifyArgs};
+use crate::cli::{AttestationCreateArgs, EvaluateArgs, PgpMode, SignArgs, VerifyArgs};
 use crate::crd::{self, ImageAttestation, ImageAttestationSpec};
 use crate::crypto::{self, SignatureAlgorithm};
 use crate::image::ImageRef;
@@ -226,6 +226,8 @@ pub fn attestation_create(args: &AttestationCreateArgs) -> Result<String, Comman
 pub struct VerifyLine {
     /// `namespace/name` of the attestation.
     pub attestation: String,
+    /// The attestor it names.
+    pub attestor: String,
     /// The verdict.
     pub result: Result<verify::Verified, verify::Failure>,
 }
@@ -246,11 +248,8 @@ pub fn verify_manifests(manifests: &Manifests, now: jiff::Timestamp) -> Vec<Veri
         .attestations
         .iter()
         .map(|(_, a)| VerifyLine {
-            attestation: format!(
-                "{}/{}",
-                a.metadata.namespace.as_deref().unwrap_or("default"),
-                a.metadata.name.as_deref().unwrap_or("<unnamed>")
-            ),
+            attestation: qualified_name(a),
+            attestor: a.spec.attestor.clone(),
             result: verify::verify(&a.spec, attestors.get(&a.spec.attestor), now),
         })
         .collect()
@@ -302,4 +301,132 @@ fn show_paths(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The verdict on one workload of `binauthz evaluate`.
+pub struct WorkloadLine {
+    /// `Kind namespace/name`.
+    pub workload: String,
+    /// The decision, or why the document could not be read as a workload.
+    pub decision: Result<crate::policy::Decision, String>,
+}
+
+/// Decide for every workload of the manifests, as the webhook would, as of `now`.
+pub fn evaluate_manifests(
+    manifests: &Manifests,
+    default_namespace: &str,
+    now: jiff::Timestamp,
+) -> Vec<WorkloadLine> {
+    use crate::policy::{CompiledPolicy, TrustIndex, Workload};
+
+    let mut trust = TrustIndex::new();
+    for line in verify_manifests(manifests, now) {
+        if let Ok(verified) = &line.result {
+            // Only sha256 digests verify, so the index accepts every verified entry.
+            let _ = trust.insert(&line.attestor, &verified.digest, &line.attestation);
+        }
+    }
+    let policies: Vec<CompiledPolicy> = manifests
+        .policies
+        .iter()
+        .map(|(_, p)| {
+            CompiledPolicy::compile(p.metadata.name.as_deref().unwrap_or_default(), &p.spec)
+        })
+        .collect();
+    let mut lines = Vec::new();
+    for other in &manifests.others {
+        let workload = match Workload::from_json(&other.value) {
+            Ok(Some(workload)) => workload,
+            Ok(None) => continue,
+            Err(e) => {
+                lines.push(WorkloadLine {
+                    workload: other.source.to_string(),
+                    decision: Err(e.to_string()),
+                });
+                continue;
+            }
+        };
+        let mut workload = workload;
+        if workload.namespace.is_none() {
+            workload.namespace = Some(default_namespace.to_owned());
+        }
+        let namespace = workload.namespace().to_owned();
+        let mut labels = manifests
+            .namespaces
+            .get(&namespace)
+            .cloned()
+            .unwrap_or_default();
+        // The apiserver labels every namespace with its name; selectors may rely on it.
+        labels.insert("kubernetes.io/metadata.name".into(), namespace.clone());
+        let decision = crate::policy::evaluate(&policies, &labels, &workload, &trust);
+        lines.push(WorkloadLine {
+            workload: format!("{} {}/{}", workload.kind.as_str(), namespace, workload.name),
+            decision: Ok(decision),
+        });
+    }
+    lines
+}
+
+fn qualified_name(attestation: &ImageAttestation) -> String {
+    format!(
+        "{}/{}",
+        attestation
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("default"),
+        attestation.metadata.name.as_deref().unwrap_or("<unnamed>")
+    )
+}
+
+/// `binauthz evaluate`: print the decision for every workload; success only when all admitted.
+pub fn evaluate(args: &EvaluateArgs) -> Result<ExitCode, CommandError> {
+    let manifests = Manifests::load(&args.paths)?;
+    let now = args.at.unwrap_or_else(jiff::Timestamp::now);
+    if manifests.policies.is_empty() {
+        eprintln!(
+            "warning: no AttestationPolicy found in {}; every workload is admitted",
+            show_paths(&args.paths)
+        );
+    }
+    let lines = evaluate_manifests(&manifests, &args.namespace, now);
+    if lines.is_empty() {
+        eprintln!(
+            "error: no workload (Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, ReplicationController) found in {}",
+            show_paths(&args.paths)
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let mut all = true;
+    let mut out = std::io::stdout().lock();
+    for line in &lines {
+        let written = match &line.decision {
+            Err(problem) => {
+                all = false;
+                writeln!(out, "INVALID  {}: {problem}", line.workload)
+            }
+            Ok(d) if !d.allowed => {
+                all = false;
+                writeln!(out, "DENIED   {}: {}", line.workload, d.message())
+            }
+            Ok(d) => {
+                let verdict = if d.breakglass {
+                    "BREAKGLASS"
+                } else {
+                    "ADMITTED"
+                };
+                let mut text = format!("{verdict} {}", line.workload);
+                for warning in d.warnings() {
+                    text.push_str(&format!("\n  warning: {warning}"));
+                }
+                writeln!(out, "{text}")
+            }
+        };
+        written.map_err(io_error(Path::new("<stdout>")))?;
+    }
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -31,6 +31,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(binauthz::run::main(args))?;
         }
+        Command::Evaluate(args) => return Ok(binauthz::commands::evaluate(&args)?),
     }
     Ok(ExitCode::SUCCESS)
 }

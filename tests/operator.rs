@@ -41,27 +41,24 @@ fn ok(output: &Output, what: &str) -> String {
 /// Install the CRDs from crds/ and wait until they are Established.
 fn install_crds() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    ok(
-        &kubectl([
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            dir.to_str().unwrap(),
-        ]),
-        "kubectl apply crds/",
-    );
-    for crd in [
-        "attestors.binauthz.dev",
-        "attestationpolicies.binauthz.dev",
-        "imageattestations.binauthz.dev",
-    ] {
+    for crd in ["attestors", "attestationpolicies", "imageattestations"] {
+        let file = dir.join(format!("{crd}.yaml"));
+        ok(
+            &kubectl([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                file.to_str().unwrap(),
+            ]),
+            "kubectl apply crds/",
+        );
         ok(
             &kubectl([
                 "wait",
                 "--for=condition=Established",
                 "--timeout=60s",
-                &format!("crd/{crd}"),
+                &format!("crd/{crd}.binauthz.dev"),
             ]),
             "kubectl wait Established",
         );
@@ -108,6 +105,7 @@ fn rbac_yaml(ns: &str, suffix: &str, webhook_config: &str) -> String {
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "kustomization.yaml"))
         .collect();
     files.sort();
     for file in files {

@@ -582,6 +582,11 @@ fn pem_blocks(text: &str, strict: bool) -> Result<Vec<PemBlock>, String> {
                     .strip_prefix("-----BEGIN ")
                     .and_then(|l| l.strip_suffix("-----"))
                 {
+                    if label.starts_with("PGP ") {
+                        return Err(format!(
+                            "this is an OpenPGP `{label}`, not a PEM key; PGP keys go in the PGP key field or flag (asciiArmoredPgpPublicKey, --pgp-secret-key)"
+                        ));
+                    }
                     current = Some((label.to_string(), false, String::new()));
                 } else if strict && !line.is_empty() {
                     return Err(format!(

@@ -252,7 +252,7 @@ impl<'w> PreparedImage<'w> {
         self.normalised
             .get_or_init(|| {
                 let image = self.parsed.as_ref().ok()?;
-                let mut s = image.name();
+                let mut s = image.name().to_owned();
                 if let Some(tag) = image.tag() {
                     s.push(':');
                     s.push_str(tag);

@@ -1,0 +1,7 @@
+//! Helpers shared by the integration tests (`mod support;` in a test file).
+
+// Each test binary compiles this module and uses only part of it; a failed setup step is a
+// test failure, so panicking with a message is the right response.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+pub mod cluster;
