@@ -224,7 +224,12 @@ async fn check_crds(client: &Client) -> Result<(), RunError> {
 async fn lead(client: Client, config: Arc<RunConfig>, certs: Arc<CertStore>) {
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
     tokio::join!(
-        tls::maintain_secret(secrets, config.serving_names.clone(), CERT_CHECK_INTERVAL),
+        tls::maintain_secret(
+            secrets,
+            config.serving_names.clone(),
+            CERT_CHECK_INTERVAL,
+            certs.clone()
+        ),
         controller::run(
             client,
             Arc::new(config.webhook.clone()),

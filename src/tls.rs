@@ -424,6 +424,8 @@ struct Loaded {
 pub struct CertStore {
     current: ArcSwapOption<Loaded>,
     changes: tokio::sync::watch::Sender<u64>,
+    /// Signalled when the Secret is deleted or unusable, so the leader re-issues at once.
+    attention: tokio::sync::Notify,
 }
 
 impl CertStore {
@@ -432,6 +434,7 @@ impl CertStore {
         Arc::new(Self {
             current: ArcSwapOption::empty(),
             changes: tokio::sync::watch::channel(0).0,
+            attention: tokio::sync::Notify::new(),
         })
     }
 
@@ -551,10 +554,10 @@ pub async fn follow_secret(api: Api<Secret>, store: Arc<CertStore>) {
                         "loaded the webhook serving certificate"
                     ),
                     Ok(false) => {}
-                    Err(error) => tracing::warn!(
-                        %error,
-                        "keeping the previous webhook serving certificate"
-                    ),
+                    Err(error) => {
+                        tracing::warn!(%error, "keeping the previous webhook serving certificate");
+                        store.attention.notify_one();
+                    }
                 }
             }
             Ok(watcher::Event::Delete(_)) => {
@@ -562,6 +565,7 @@ pub async fn follow_secret(api: Api<Secret>, store: Arc<CertStore>) {
                     secret = SECRET_NAME,
                     "the TLS Secret was deleted; serving the previous certificate until the leader issues a new one"
                 );
+                store.attention.notify_one();
             }
             Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
             Err(error) => tracing::warn!(%error, secret = SECRET_NAME, "watch failed; retrying"),
@@ -614,8 +618,14 @@ pub async fn ensure_secret(
     Ok(plan)
 }
 
-/// Leader only: keep the TLS Secret valid, checking now and then every `interval`.
-pub async fn maintain_secret(api: Api<Secret>, sans: BTreeSet<String>, interval: Duration) {
+/// Leader only: keep the TLS Secret valid, checking now, every `interval`, and at once when
+/// the store reports the Secret deleted or unusable.
+pub async fn maintain_secret(
+    api: Api<Secret>,
+    sans: BTreeSet<String>,
+    interval: Duration,
+    store: Arc<CertStore>,
+) {
     let mut failures: u32 = 0;
     loop {
         let wait = match ensure_secret(&api, &sans, jiff::Timestamp::now()).await {
@@ -636,7 +646,10 @@ pub async fn maintain_secret(api: Api<Secret>, sans: BTreeSet<String>, interval:
                 Duration::from_secs(1u64 << failures.min(6))
             }
         };
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = store.attention.notified() => {}
+        }
     }
 }
 

@@ -444,6 +444,34 @@ async fn operator_end_to_end() {
     let (status, _, _) = condition(&a, "KeyExpiringSoon").unwrap();
     assert_eq!(status, "False");
 
+    // A key that expires within 30 days: Ready, with a KeyExpiringSoon warning.
+    let soon_fpr = gpg.gen_key("Soon <soon@example.com>", "ed25519", "sign", "10d");
+    let soon = cluster::unique_name("soon");
+    ok(
+        &kubectl_stdin(
+            ["apply", "-f", "-"],
+            &attestor_yaml(&soon, &[&gpg.export(&soon_fpr)]),
+        ),
+        "apply expiring attestor",
+    );
+    let e = wait_condition(
+        &attestors,
+        &soon,
+        "KeyExpiringSoon",
+        "True",
+        "KeyExpiringSoon",
+    )
+    .await;
+    assert_eq!(condition(&e, "Ready").unwrap().0, "True");
+    assert!(
+        condition(&e, "KeyExpiringSoon")
+            .unwrap()
+            .2
+            .contains(&soon_fpr),
+        "{e}"
+    );
+    assert!(e["status"]["keys"][0]["expires"].is_string(), "{e}");
+
     // A broken key makes another attestor unready, with an Event.
     let broken = cluster::unique_name("broken");
     ok(
@@ -656,6 +684,31 @@ async fn operator_end_to_end() {
     assert_eq!(vwc["webhooks"][0]["name"], "pods.binauthz.dev");
     assert_eq!(vwc["webhooks"][1]["name"], "workloads.binauthz.dev");
 
+    // A deleted TLS Secret is issued again at once, with a new CA that the webhook
+    // configuration follows.
+    secrets
+        .delete("binauthz-webhook-tls", &DeleteParams::default())
+        .await
+        .unwrap();
+    let new_ca = wait_for("a new TLS Secret", || async {
+        let secret = get_json(&secrets, "binauthz-webhook-tls").await?;
+        let new_ca = secret["data"]["ca.crt"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (new_ca != ca)
+            .then_some(new_ca)
+            .ok_or_else(|| "the old CA".to_owned())
+    })
+    .await;
+    wait_for("the caBundle to follow the new CA", || async {
+        let vwc = get_json(&configs, &webhook_name).await?;
+        (vwc["webhooks"][0]["clientConfig"]["caBundle"] == new_ca.as_str())
+            .then_some(())
+            .ok_or_else(|| "the old caBundle".to_owned())
+    })
+    .await;
+
     // Printer columns.
     let out = ok(
         &kubectl(["get", "attestors,attestationpolicies,attestations", "-A"]),
@@ -812,7 +865,7 @@ async fn operator_end_to_end() {
         .delete(&webhook_name, &DeleteParams::default())
         .await
         .unwrap();
-    for name in [&broken] {
+    for name in [&broken, &soon] {
         let _ = attestors.delete(name, &DeleteParams::default()).await;
     }
 }

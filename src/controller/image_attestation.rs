@@ -262,6 +262,44 @@ mod tests {
     }
 
     #[test]
+    fn verified_names_the_key_and_digest_and_flips_from_failure() {
+        let url = "registry.example/app@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        let image = crate::image::ImageRef::parse(url).unwrap();
+        let verified = Ok(Verified {
+            key_id: "ABCD".into(),
+            digest: *image.digest().unwrap(),
+            image,
+        });
+        let t1 = at("2026-01-01T00:00:00Z");
+        let t2 = at("2026-01-02T00:00:00Z");
+        let bad = build_status(
+            &failure(Reason::KeyNotFound, "m"),
+            "build",
+            Some(1),
+            None,
+            t1,
+        );
+        let good = build_status(&verified, "build", Some(1), Some(&bad), t2);
+        let c = conditions::find(&good.conditions, VERIFIED).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", REASON_VERIFIED)
+        );
+        assert!(
+            c.message.contains("key ABCD of Attestor build"),
+            "{}",
+            c.message
+        );
+        assert_eq!(c.last_transition_time, Time(t2));
+        assert_eq!(good.verified_key_id.as_deref(), Some("ABCD"));
+        assert_eq!(
+            good.digest.as_deref(),
+            Some("sha256:1111111111111111111111111111111111111111111111111111111111111111")
+        );
+        assert!(differs(Some(&bad), &good));
+    }
+
+    #[test]
     fn reason_changes_are_status_changes_but_time_moves_only_on_flips() {
         let t1 = at("2026-01-01T00:00:00Z");
         let t2 = at("2026-01-02T00:00:00Z");
