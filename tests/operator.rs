@@ -351,6 +351,123 @@ async fn service_account_rights_are_least_privilege() {
     assert!(!can_i(&sa, &["create", "clusterrolebindings"]));
 }
 
+/// The task of a running `binauthz run`.
+type Operator = tokio::task::JoinHandle<Result<(), binauthz::run::RunError>>;
+
+/// Start `binauthz run` in-process as the ServiceAccount `binauthz` of `ns`, registering the
+/// webhook by URL; returns the URL, the stop switch and the task.
+async fn start_operator(
+    ns: &str,
+    webhook_name: &str,
+    identity: &str,
+) -> (String, tokio::sync::oneshot::Sender<()>, Operator) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("https://127.0.0.1:{port}/validate");
+    let config = RunConfig {
+        webhook: WebhookSettings {
+            namespace: ns.to_owned(),
+            configuration_name: webhook_name.to_owned(),
+            service_name: "binauthz".into(),
+            service_port: 443,
+            url: Some(url.clone()),
+            // Nothing serves the URL in these tests: never block other tests' requests.
+            failure_policy: FailurePolicy::Ignore,
+            timeout_seconds: 3,
+            exempt_namespaces: ["kube-system".to_owned()].into(),
+        },
+        serving_names: binauthz::tls::serving_names("binauthz", ns, Some("127.0.0.1")),
+        identity: identity.to_owned(),
+        webhook_port: port,
+        admin_port: 0,
+        kubeconfig: None,
+    };
+    let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(binauthz::run::run(config, sa_client, async {
+        let _ = stopped.await;
+    }));
+    (url, stop, operator)
+}
+
+async fn lease_holder(leases: &Api<Lease>) -> Result<String, String> {
+    let lease = get_json(leases, "binauthz-leader").await?;
+    Ok(lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_takes_over_when_the_leader_stops() {
+    install_crds();
+    let admin = cluster::client().await;
+    let ns = cluster::temp_namespace("bz-ha").await;
+    let suffix = cluster::unique_name("ha");
+    let webhook_name = format!("binauthz-{suffix}");
+    ok(
+        &kubectl_stdin(
+            ["apply", "-f", "-"],
+            &rbac_yaml(&ns, &suffix, &webhook_name),
+        ),
+        "apply RBAC",
+    );
+    let leases = Api::<Lease>::namespaced(admin.clone(), &ns);
+    let (_, stop_a, a) = start_operator(&ns, &webhook_name, "replica-a").await;
+    wait_for("replica-a to lead", || async {
+        let holder = lease_holder(&leases).await?;
+        (holder == "replica-a").then_some(()).ok_or(holder)
+    })
+    .await;
+    let (_, stop_b, b) = start_operator(&ns, &webhook_name, "replica-b").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        lease_holder(&leases).await.unwrap(),
+        "replica-a",
+        "one leader at a time"
+    );
+
+    stop_a.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), a)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    wait_for("replica-b to take over", || async {
+        let holder = lease_holder(&leases).await?;
+        (holder == "replica-b").then_some(()).ok_or(holder)
+    })
+    .await;
+    // The new leader does the leader's work: it issues a deleted TLS Secret again.
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    wait_for("the TLS Secret", || async {
+        get_json(&secrets, "binauthz-webhook-tls").await
+    })
+    .await;
+    secrets
+        .delete("binauthz-webhook-tls", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("replica-b to issue the TLS Secret", || async {
+        get_json(&secrets, "binauthz-webhook-tls").await
+    })
+    .await;
+
+    stop_b.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), b)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let configs = Api::<ValidatingWebhookConfiguration>::all(admin.clone());
+    let _ = configs
+        .delete(&webhook_name, &DeleteParams::default())
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_end_to_end() {
     let _ = tracing_subscriber::fmt()
@@ -374,41 +491,14 @@ async fn operator_end_to_end() {
     );
 
     // The controller, in-process, as its ServiceAccount: it only gets what config/rbac grants.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("https://127.0.0.1:{port}/validate");
-    let config = RunConfig {
-        webhook: WebhookSettings {
-            namespace: ns.clone(),
-            configuration_name: webhook_name.clone(),
-            service_name: "binauthz".into(),
-            service_port: 443,
-            url: Some(url.clone()),
-            // Nothing serves the URL in this test: never block other tests' requests.
-            failure_policy: FailurePolicy::Ignore,
-            timeout_seconds: 3,
-            exempt_namespaces: ["kube-system".to_owned()].into(),
-        },
-        serving_names: binauthz::tls::serving_names("binauthz", &ns, Some("127.0.0.1")),
-        identity: format!("test-{suffix}"),
-        webhook_port: port,
-        admin_port: 0,
-        kubeconfig: None,
-    };
-    let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(binauthz::run::run(config, sa_client, async {
-        let _ = stopped.await;
-    }));
+    let identity = format!("test-{suffix}");
+    let (url, stop, operator) = start_operator(&ns, &webhook_name, &identity).await;
 
     // Leadership and the serving certificate.
     let leases = Api::<Lease>::namespaced(admin.clone(), &ns);
     wait_for("the Lease held by this controller", || async {
         let lease = get_json(&leases, "binauthz-leader").await?;
-        (lease["spec"]["holderIdentity"] == format!("test-{suffix}"))
+        (lease["spec"]["holderIdentity"] == identity.as_str())
             .then_some(())
             .ok_or_else(|| lease["spec"].to_string())
     })
