@@ -62,6 +62,21 @@ pub enum RunError {
     /// The runtime could not be set up.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The controller stopped while this replica led; exiting lets a standby take over.
+    #[error("the controller stopped unexpectedly; exiting so that another replica takes over")]
+    LeaderStopped,
+}
+
+/// Resolves when the leader task ends (never while there is none).
+async fn finished(task: &mut Option<tokio::task::JoinHandle<()>>) {
+    match task {
+        Some(task) => {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "the controller task failed");
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Typed settings of `binauthz run` (no clap types past this point).
@@ -223,20 +238,20 @@ async fn check_crds(client: &Client) -> Result<(), RunError> {
 /// The work only the leader does: keep the certificate Secret valid and run the controller.
 async fn lead(client: Client, config: Arc<RunConfig>, certs: Arc<CertStore>) {
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
-    tokio::join!(
-        tls::maintain_secret(
+    tokio::select! {
+        () = tls::maintain_secret(
             secrets,
             config.serving_names.clone(),
             CERT_CHECK_INTERVAL,
-            certs.clone()
-        ),
-        controller::run(
+            certs.clone(),
+        ) => {}
+        () = controller::run(
             client,
             Arc::new(config.webhook.clone()),
             certs,
             config.identity.clone(),
-        ),
-    );
+        ) => {}
+    }
 }
 
 /// Run until `shutdown` resolves: certificate follower and webhook on this replica, the
@@ -269,10 +284,16 @@ pub async fn run(
     let (mut leading, lease_task) = lease.watch().await;
     let mut leader: Option<tokio::task::JoinHandle<()>> = None;
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut outcome = Ok(());
     tracing::info!(identity = %config.identity, lease = LEASE_NAME, "waiting for leadership");
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            () = finished(&mut leader) => {
+                leader = None;
+                outcome = Err(RunError::LeaderStopped);
+                break;
+            }
             changed = leading.changed() => {
                 if changed.is_err() {
                     tracing::error!("leader election stopped");
@@ -307,7 +328,7 @@ pub async fn run(
         Err(_) => tracing::warn!("releasing the Lease timed out"),
         Ok(Ok(Ok(_))) => tracing::info!("released the Lease"),
     }
-    Ok(())
+    outcome
 }
 
 async fn shutdown_signal() {
