@@ -139,6 +139,18 @@ fn rbac_yaml(ns: &str, suffix: &str, webhook_config: &str) -> String {
     out
 }
 
+/// Wait until the ServiceAccount's RBAC is in effect (the authorizer caches bindings).
+async fn wait_rbac(ns: &str) {
+    let sa = format!("system:serviceaccount:{ns}:binauthz");
+    wait_for("the RBAC to take effect", || async {
+        let ready = can_i(&sa, &["list", "attestors.binauthz.dev"])
+            && can_i(&sa, &["patch", "leases/binauthz-leader", "-n", ns])
+            && can_i(&sa, &["create", "configmaps", "-n", ns]);
+        ready.then_some(()).ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+}
+
 fn can_i(user: &str, args: &[&str]) -> bool {
     let mut all = vec!["auth", "can-i", "--as", user];
     all.extend_from_slice(args);
@@ -308,6 +320,7 @@ async fn service_account_rights_are_least_privilege() {
         &kubectl_stdin(["apply", "-f", "-"], &rbac_yaml(&ns, &suffix, "binauthz")),
         "apply RBAC",
     );
+    wait_rbac(&ns).await;
     let sa = format!("system:serviceaccount:{ns}:binauthz");
     // What the controller does.
     assert!(can_i(
@@ -415,6 +428,7 @@ async fn standby_takes_over_when_the_leader_stops() {
         ),
         "apply RBAC",
     );
+    wait_rbac(&ns).await;
     let leases = Api::<Lease>::namespaced(admin.clone(), &ns);
     let (_, stop_a, a) = start_operator(&ns, &webhook_name, "replica-a").await;
     wait_for("replica-a to lead", || async {
@@ -489,6 +503,7 @@ async fn operator_end_to_end() {
         ),
         "apply RBAC",
     );
+    wait_rbac(&ns).await;
 
     // The controller, in-process, as its ServiceAccount: it only gets what config/rbac grants.
     let identity = format!("test-{suffix}");
