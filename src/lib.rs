@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod cli;
 pub mod commands;
+pub mod controller;
 pub mod crd;
 pub mod crypto;
 pub mod image;
@@ -14,5 +15,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod payload;
 pub mod policy;
+pub mod run;
+pub mod tls;
 pub mod verify;
 pub mod webhook;
