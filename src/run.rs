@@ -4,6 +4,7 @@
 //! one replica ever writes.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +66,9 @@ pub enum RunError {
     /// The controller stopped while this replica led; exiting lets a standby take over.
     #[error("the controller stopped unexpectedly; exiting so that another replica takes over")]
     LeaderStopped,
+    /// The admission webhook cannot be served.
+    #[error("admission webhook: {0}")]
+    Webhook(String),
 }
 
 /// Resolves when the leader task ends (never while there is none).
@@ -175,18 +179,31 @@ pub struct Serving {
     pub webhook_port: u16,
     /// Port of the plain-HTTP admin server.
     pub admin_port: u16,
+    /// Identity of this replica (`reportingInstance` of its Events).
+    pub identity: String,
 }
 
-/// Serve admission reviews and the admin endpoints on every replica.
-async fn serve_admission(serving: Serving) {
-    // Call site of the admission webhook (src/webhook/, src/index.rs, src/admin.rs):
-    // replace the lines below with `crate::webhook::serve(serving).await`.
-    tracing::warn!(
-        webhook_port = serving.webhook_port,
-        admin_port = serving.admin_port,
-        "the admission webhook is not part of this build yet"
-    );
-    std::future::pending::<()>().await;
+/// Serve admission reviews and the admin endpoints on every replica (trust index watches,
+/// TLS webhook, admin server, Events); returns only when they cannot be served.
+async fn serve_admission(serving: Serving) -> Result<(), RunError> {
+    let tls = serving
+        .certs
+        .server_config()
+        .map_err(|e| RunError::Webhook(format!("TLS configuration: {e}")))?;
+    let certs = serving.certs.clone();
+    let options = crate::webhook::ServeOptions {
+        // All interfaces: in a cluster the Service reaches the pod IP, probes the admin port.
+        webhook_addr: SocketAddr::from(([0, 0, 0, 0], serving.webhook_port)),
+        admin_addr: SocketAddr::from(([0, 0, 0, 0], serving.admin_port)),
+        tls: Arc::new(tls),
+        tls_loaded: Arc::new(move || certs.is_loaded()),
+        instance: Some(serving.identity),
+        watch: crate::index::watch::WatchOptions::default(),
+    };
+    crate::webhook::serve(serving.client, options, |_| {}, std::future::pending())
+        .await
+        .map_err(|e| RunError::Webhook(e.to_string()))?;
+    Err(RunError::Webhook("stopped".to_owned()))
 }
 
 async fn client(kubeconfig: Option<&Path>) -> Result<Client, RunError> {
@@ -266,12 +283,13 @@ pub async fn run(
     let certs = CertStore::new();
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
     let follower = tokio::spawn(tls::follow_secret(secrets, certs.clone()));
-    let admission = tokio::spawn(serve_admission(Serving {
+    let mut admission = tokio::spawn(serve_admission(Serving {
         client: client.clone(),
         certs: certs.clone(),
         namespace: config.webhook.namespace.clone(),
         webhook_port: config.webhook_port,
         admin_port: config.admin_port,
+        identity: config.identity.clone(),
     }));
 
     let lease = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
@@ -292,6 +310,15 @@ pub async fn run(
             () = finished(&mut leader) => {
                 leader = None;
                 outcome = Err(RunError::LeaderStopped);
+                break;
+            }
+            served = &mut admission => {
+                // The webhook only ends when it cannot serve (e.g. its port is taken).
+                outcome = Err(match served {
+                    Ok(Err(error)) => error,
+                    Ok(Ok(())) => RunError::Webhook("stopped".to_owned()),
+                    Err(error) => RunError::Webhook(format!("the task failed: {error}")),
+                });
                 break;
             }
             changed = leading.changed() => {

@@ -1,7 +1,8 @@
-//! The walkthrough of issue 4 on the real test control plane: a gpg key, an Attestor, an
-//! AttestationPolicy, an attestation made with `binauthz create-signature-payload`, gpg and
-//! `binauthz attestation create`, and then kubectl against the API server, which calls the
-//! webhook over TLS at `https://127.0.0.1:<port>/validate`.
+//! The walkthrough of issue 4 on the real test control plane: `binauthz run` out of cluster, a
+//! gpg key, an Attestor, an AttestationPolicy, an attestation made with
+//! `binauthz create-signature-payload`, gpg and `binauthz attestation create`, and then kubectl
+//! against the API server, which calls the webhook over TLS at `https://127.0.0.1:<port>/validate`
+//! through the configuration binauthz generates.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crypto_support;
@@ -9,14 +10,9 @@ mod support;
 
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use binauthz::index::watch::WatchOptions;
-use binauthz::webhook::{self, Bound, ServeOptions};
 use crypto_support::GpgHome;
 use serde_json::json;
 use support::cluster::{self, kubectl, kubectl_stdin};
@@ -107,139 +103,203 @@ fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
-/// The webhook served in-process with a certificate from a CA made for the test, and a
-/// ValidatingWebhookConfiguration that sends it the reviews of one namespace.
-struct Webhook {
+/// `binauthz run`, out of cluster as its ServiceAccount: it registers its webhook by URL,
+/// issues its serving certificate, runs the controller (leader of its own Lease) and serves
+/// the webhook.
+struct Binauthz {
+    child: Child,
     configuration: String,
-    bound: Bound,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    admin: SocketAddr,
+    log: tempfile::NamedTempFile,
+    _kubeconfig: tempfile::NamedTempFile,
 }
 
-impl Webhook {
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The RBAC of config/rbac/ for binauthz in `namespace`, with cluster-wide names made unique
+/// and the webhook configuration named `configuration`.
+fn rbac(namespace: &str, configuration: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rbac");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "kustomization.yaml"))
+        .collect();
+    files.sort();
+    let mut out = String::new();
+    for file in files {
+        let mut doc: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let kind = doc["kind"].as_str().unwrap().to_owned();
+        if doc["metadata"].get("namespace").is_some() {
+            doc["metadata"]["namespace"] = json!(namespace);
+        }
+        if kind.starts_with("Cluster") {
+            doc["metadata"]["name"] = json!(configuration);
+        }
+        if kind == "ClusterRoleBinding" {
+            doc["roleRef"]["name"] = json!(configuration);
+        }
+        if let Some(subjects) = doc.get_mut("subjects").and_then(|s| s.as_array_mut()) {
+            for subject in subjects {
+                subject["namespace"] = json!(namespace);
+            }
+        }
+        if kind == "ClusterRole" {
+            for rule in doc["rules"].as_array_mut().unwrap() {
+                if rule["resources"][0] == "validatingwebhookconfigurations" {
+                    rule["resourceNames"] = json!([configuration]);
+                }
+            }
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&doc).unwrap());
+    }
+    out
+}
+
+/// The admin kubeconfig, acting as binauthz's ServiceAccount in `namespace`.
+fn service_account_kubeconfig(namespace: &str) -> tempfile::NamedTempFile {
+    let mut config: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(cluster::kubeconfig()).unwrap()).unwrap();
+    for user in config["users"].as_array_mut().unwrap() {
+        user["user"]["as"] = json!(format!("system:serviceaccount:{namespace}:binauthz"));
+        user["user"]["as-groups"] = json!([
+            "system:serviceaccounts",
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated",
+        ]);
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_yaml::to_string(&config).unwrap()).unwrap();
+    file
+}
+
+impl Binauthz {
+    /// Start `binauthz run` in `namespace`, as its ServiceAccount with only the rights of
+    /// config/rbac/.
     fn start(namespace: &str) -> Self {
-        cluster::install_crypto_provider();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&leaf_key, &issuer)
-            .unwrap();
-        let certified = Arc::new(
-            rustls::sign::CertifiedKey::from_der(
-                vec![leaf.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-                &rustls::crypto::aws_lc_rs::default_provider(),
-            )
-            .unwrap(),
-        );
-        #[derive(Debug)]
-        struct Fixed(Arc<rustls::sign::CertifiedKey>);
-        impl rustls::server::ResolvesServerCert for Fixed {
-            fn resolve(
-                &self,
-                _: rustls::server::ClientHello<'_>,
-            ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-                Some(self.0.clone())
-            }
-        }
-        let tls = webhook::server::server_config(Arc::new(Fixed(certified))).unwrap();
-
-        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime.block_on(async move {
-                let client = cluster::client().await;
-                let options = ServeOptions {
-                    webhook_addr: "127.0.0.1:0".parse().unwrap(),
-                    admin_addr: "127.0.0.1:0".parse().unwrap(),
-                    tls: Arc::new(tls),
-                    tls_loaded: Arc::new(|| true),
-                    instance: Some("walkthrough".into()),
-                    watch: WatchOptions::default(),
-                };
-                webhook::serve(
-                    client,
-                    options,
-                    move |bound| bound_tx.send(bound).unwrap(),
-                    async {
-                        let _ = stopped.await;
-                    },
-                )
-                .await
-                .unwrap();
-            });
-        });
-        let bound = bound_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        eventually("the webhook to be ready", || {
-            match admin_get(bound.admin, "/readyz") {
-                (200, _) => Ok(()),
-                (code, body) => Err(format!("{code} {body}")),
-            }
-        });
-
         let configuration = cluster::unique_name("binauthz-walkthrough");
-        let url = format!("https://127.0.0.1:{}/validate", bound.webhook.port());
-        let ca_bundle = STANDARD.encode(ca.pem());
-        let selector = json!({"matchLabels": {"kubernetes.io/metadata.name": namespace}});
-        let webhook = |name: &str, rules: serde_json::Value| {
-            json!({
-                "name": name,
-                "admissionReviewVersions": ["v1"],
-                "clientConfig": {"url": url, "caBundle": ca_bundle},
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "timeoutSeconds": 5,
-                "namespaceSelector": selector,
-                "rules": rules,
-            })
-        };
-        let manifest = json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": configuration},
-            "webhooks": [
-                webhook("pods.binauthz.dev", json!([
-                    {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "operations": ["CREATE", "UPDATE"]},
-                    {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/ephemeralcontainers"], "operations": ["UPDATE"]},
-                ])),
-                webhook("workloads.binauthz.dev", json!([
-                    {"apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "operations": ["CREATE", "UPDATE"]},
-                    {"apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["jobs", "cronjobs"], "operations": ["CREATE", "UPDATE"]},
-                    {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["replicationcontrollers"], "operations": ["CREATE", "UPDATE"]},
-                ])),
-            ],
-        });
-        let out = kubectl_stdin(["apply", "-f", "-"], &manifest.to_string());
+        let out = kubectl_stdin(["apply", "-f", "-"], &rbac(namespace, &configuration));
         assert!(out.status.success(), "{}", text(&out.stderr));
-        Self {
+        let service_account = format!("system:serviceaccount:{namespace}:binauthz");
+        eventually("the RBAC to take effect", || {
+            let out = kubectl([
+                "auth",
+                "can-i",
+                "watch",
+                "namespaces",
+                "--as",
+                &service_account,
+            ]);
+            out.status
+                .success()
+                .then_some(())
+                .ok_or_else(|| text(&out.stdout))
+        });
+        let kubeconfig = service_account_kubeconfig(namespace);
+        let webhook_port = free_port();
+        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let url = format!("https://127.0.0.1:{webhook_port}/validate");
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let args = [
+            "run",
+            "--kubeconfig",
+            kubeconfig.path().to_str().unwrap(),
+            "--namespace",
+            namespace,
+            "--identity",
+            "walkthrough",
+            "--webhook-url",
+            &url,
+            "--webhook-port",
+            &webhook_port.to_string(),
+            "--admin-port",
+            &admin.port().to_string(),
+            "--webhook-configuration",
+            &configuration,
+            // Other test binaries share the control plane after this one: should this process
+            // die without cleaning up, its configuration must not block their pods.
+            "--failure-policy",
+            "ignore",
+        ];
+        println!("$ binauthz {}", args.join(" "));
+        let child = Command::new(assert_cmd::cargo::cargo_bin("binauthz"))
+            .args(args)
+            .env("RUST_LOG", "binauthz=info")
+            .stdin(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let binauthz = Self {
+            child,
             configuration,
-            bound,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+            admin,
+            log,
+            _kubeconfig: kubeconfig,
+        };
+        eventually("binauthz to be ready", || {
+            match admin_get(binauthz.admin, "/readyz") {
+                (200, _) => Ok(()),
+                (code, body) => Err(format!("{code} {body}\n{}", binauthz.log())),
+            }
+        });
+        binauthz
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Wait until the generated configuration sends pods and workloads to the webhook.
+    fn wait_for_configuration(&self) {
+        eventually("the generated webhook configuration", || {
+            let out = kubectl([
+                "get",
+                "validatingwebhookconfiguration",
+                &self.configuration,
+                "-o",
+                "jsonpath={.webhooks[*].name}",
+            ]);
+            let names = text(&out.stdout);
+            (names == "pods.binauthz.dev workloads.binauthz.dev")
+                .then_some(())
+                .ok_or(names)
+        });
     }
 }
 
-impl Drop for Webhook {
+impl Drop for Binauthz {
     fn drop(&mut self) {
-        // Never leave a webhook configuration pointing at a server that is gone.
-        let _ = kubectl([
-            "delete",
-            "validatingwebhookconfiguration",
-            &self.configuration,
-            "--ignore-not-found",
-        ]);
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Never leave a webhook configuration pointing at a server that is gone.
+        for kind in [
+            "validatingwebhookconfiguration",
+            "clusterrolebinding",
+            "clusterrole",
+        ] {
+            let _ = kubectl(["delete", kind, &self.configuration, "--ignore-not-found"]);
+        }
+        if std::thread::panicking() {
+            eprintln!("--- binauthz log ---\n{}", self.log());
         }
     }
 }
@@ -303,9 +363,10 @@ fn walkthrough() {
     install_crds();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let ns = runtime.block_on(cluster::temp_namespace("walkthrough"));
+    let system_ns = runtime.block_on(cluster::temp_namespace("binauthz-system"));
     let attestor = cluster::unique_name("built-by-ci");
     let policy_name = cluster::unique_name("require-ci");
-    let server = Webhook::start(&ns);
+    let server = Binauthz::start(&system_ns);
 
     // A PGP key, as a CI pipeline would hold it.
     let gpg = GpgHome::new();
@@ -331,6 +392,8 @@ fn walkthrough() {
             &policy(&policy_name, &ns, &attestor, "ENFORCED_BLOCK_AND_AUDIT_LOG"),
         ),
     );
+
+    server.wait_for_configuration();
 
     // Sign the image and publish the attestation.
     let image = format!("gcr.io/google-samples/hello-app@{DIGEST}");
@@ -514,8 +577,30 @@ fn walkthrough() {
         "{events}"
     );
 
+    // The controller verified the attestation too; its status is a report for people (the
+    // webhook verified it by itself).
+    let listing = eventually("the attestation to be Verified", || {
+        let out = kubectl(["get", "attestations", "-A"]);
+        let table = text(&out.stdout);
+        table
+            .lines()
+            .any(|l| {
+                let columns: Vec<&str> = l.split_whitespace().collect();
+                columns.first() == Some(&ns.as_str())
+                    && columns.get(2) == Some(&image.as_str())
+                    && columns.get(3) == Some(&attestor.as_str())
+                    && columns.get(4) == Some(&"True")
+            })
+            .then(|| table.clone())
+            .ok_or(table)
+    });
+    println!("$ kubectl get attestations -A");
+    for line in listing.lines() {
+        println!("  {line}");
+    }
+
     // The webhook's metrics saw all of it.
-    let (code, metrics) = admin_get(server.bound.admin, "/metrics");
+    let (code, metrics) = admin_get(server.admin, "/metrics");
     assert_eq!(code, 200);
     for counter in ["allowed", "denied", "dry_run", "breakglass"] {
         let line = metrics
@@ -537,6 +622,10 @@ fn walkthrough() {
         .unwrap();
     assert!(trusted >= 1, "{metrics}");
 
+    ok(
+        "kubectl delete imageattestations --all",
+        kubectl(["delete", "imageattestations", "--all", "-n", &ns]),
+    );
     ok(
         "kubectl delete attestationpolicy",
         kubectl(["delete", "attestationpolicy", &policy_name]),
