@@ -216,10 +216,6 @@ mod tests {
             "binauthz_admission_decisions_total{result=\"breakglass\"} 0",
             "binauthz_admission_decisions_total{result=\"dry_run\"} 0",
             "binauthz_admission_decisions_total{result=\"error\"} 0",
-            "binauthz_admission_duration_seconds_bucket{le=\"1e-5\"} 0",
-            "binauthz_admission_duration_seconds_bucket{le=\"2.5e-5\"} 1",
-            "binauthz_admission_duration_seconds_bucket{le=\"0.1\"} 1",
-            "binauthz_admission_duration_seconds_bucket{le=\"+Inf\"} 2",
             "binauthz_admission_duration_seconds_count 2",
             "binauthz_trust_index_entries 7",
             "binauthz_verifications_total{result=\"verified\"} 1",
@@ -228,6 +224,19 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        // Bucket bounds are printed as floats; compare them as numbers.
+        let buckets: Vec<(f64, u64)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("binauthz_admission_duration_seconds_bucket{le=\""))
+            .filter_map(|l| l.split_once("\"} "))
+            .filter_map(|(le, n)| Some((le.parse().ok()?, n.parse().ok()?)))
+            .collect();
+        let want: Vec<(f64, u64)> = DURATION_BUCKETS
+            .iter()
+            .map(|&le| (le, u64::from(le >= 0.000_02)))
+            .chain([(f64::INFINITY, 2)])
+            .collect();
+        assert_eq!(buckets, want);
         assert_eq!(metrics.decisions(AdmissionResult::Denied), 1);
         assert_eq!(metrics.verifications(), (1, 2));
         assert_eq!(metrics.trust_entries(), 7);
