@@ -75,6 +75,7 @@ cleanup() {
   [[ -n $BINAUTHZ_PID ]] && kill -TERM "$BINAUTHZ_PID" 2>/dev/null && wait "$BINAUTHZ_PID" 2>/dev/null
   # Never leave a webhook configuration pointing at a server that is gone.
   kubectl delete validatingwebhookconfiguration "$WEBHOOK_CONFIG" --ignore-not-found >/dev/null 2>&1
+  kubectl delete imageattestations --all -n "$NS" >/dev/null 2>&1
   kubectl delete attestationpolicy require-ci --ignore-not-found >/dev/null 2>&1
   kubectl delete attestor built-by-ci --ignore-not-found >/dev/null 2>&1
   gpgconf --kill gpg-agent >/dev/null 2>&1

@@ -637,3 +637,127 @@ fn walkthrough() {
     drop(server);
     println!("walkthrough: OK");
 }
+
+/// A CA and a serving certificate for 127.0.0.1: (CA PEM, rustls configuration).
+fn test_tls() -> (String, rustls::ServerConfig) {
+    cluster::install_crypto_provider();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let certified = std::sync::Arc::new(
+        rustls::sign::CertifiedKey::from_der(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            &rustls::crypto::aws_lc_rs::default_provider(),
+        )
+        .unwrap(),
+    );
+    #[derive(Debug)]
+    struct Fixed(std::sync::Arc<rustls::sign::CertifiedKey>);
+    impl rustls::server::ResolvesServerCert for Fixed {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+    let config =
+        binauthz::webhook::server::server_config(std::sync::Arc::new(Fixed(certified))).unwrap();
+    (ca.pem(), config)
+}
+
+/// A webhook whose trust index never synced answers 503; with `failurePolicy: Fail` the API
+/// server refuses the pod and shows the webhook's reason.
+#[test]
+fn a_cold_index_fails_closed_through_the_api_server() {
+    use binauthz::index::IndexState;
+    use binauthz::metrics::Metrics;
+    use binauthz::webhook::events::EventSink;
+    use std::sync::Arc;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ns = runtime.block_on(cluster::temp_namespace("cold-index"));
+    let (ca_pem, tls) = test_tls();
+    let metrics = Arc::new(Metrics::default());
+    // Policies listed, everything else still waiting.
+    let mut state = IndexState::new(metrics.clone());
+    state.reset_policies(Vec::new());
+    let router = binauthz::webhook::router(Arc::new(binauthz::webhook::Webhook::new(
+        state.index().clone(),
+        metrics.clone(),
+        EventSink::disabled(metrics),
+    )));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(binauthz::webhook::server::serve_tls(
+        listener,
+        Arc::new(tls),
+        router,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    // A configuration of our own, for this namespace only.
+    let configuration = cluster::unique_name("binauthz-cold");
+    let manifest = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": configuration},
+        "webhooks": [{
+            "name": "pods.binauthz.dev",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {
+                "url": format!("https://127.0.0.1:{port}/validate"),
+                "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &ca_pem),
+            },
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "timeoutSeconds": 5,
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "operations": ["CREATE"]}],
+        }],
+    });
+    let out = kubectl_stdin(["apply", "-f", "-"], &manifest.to_string());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = eventually("the API server to call the webhook", || {
+        let out = kubectl([
+            "run",
+            "cold",
+            "-n",
+            &ns,
+            "--image=nginx",
+            "--dry-run=server",
+        ]);
+        let stderr = text(&out.stderr);
+        (!out.status.success() && stderr.contains("pods.binauthz.dev"))
+            .then(|| stderr.clone())
+            .ok_or(stderr)
+    });
+    let _ = kubectl([
+        "delete",
+        "validatingwebhookconfiguration",
+        &configuration,
+        "--ignore-not-found",
+    ]);
+    let _ = stop.send(());
+    runtime.block_on(server).unwrap();
+    println!("$ kubectl run cold --image=nginx\n  {}", stderr.trim());
+    assert!(
+        stderr.contains(
+            "failed calling webhook \"pods.binauthz.dev\": failed to call webhook: binauthz trust index not ready: waiting for the initial list of attestors, imageattestations, namespaces"
+        ),
+        "{stderr}"
+    );
+}
