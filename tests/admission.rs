@@ -734,6 +734,20 @@ async fn containers_not_a_list_is_refused() {
 }
 
 #[tokio::test]
+async fn object_that_is_not_an_object_is_refused() {
+    let h = harness();
+    let mut body = fixture_json("pod_tag.json");
+    body["request"]["object"] = json!(["nginx"]);
+    let (status, body) = post(&h.router, body.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["response"]["allowed"], false);
+    assert_eq!(
+        body["response"]["status"]["message"],
+        "binauthz cannot judge this request: request.object must be an object, found a list"
+    );
+}
+
+#[tokio::test]
 async fn bodies_over_3_mib_are_refused_with_413() {
     let h = harness();
     let message =

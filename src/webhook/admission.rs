@@ -411,7 +411,13 @@ pub fn review(index: &Index, body: &[u8]) -> Answer {
     };
     let mut workload = match Workload::from_object(workload_kind, &object) {
         Ok(w) => w,
-        Err(e) => return cx.invalid(format!("request.object.{e}")),
+        Err(e) => {
+            let e = e.to_string();
+            return cx.invalid(match e.strip_prefix("(root) ") {
+                Some(rest) => format!("request.object {rest}"),
+                None => format!("request.object.{e}"),
+            });
+        }
     };
     if namespace.is_some() {
         workload.namespace.clone_from(&namespace);
