@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod crd;
 pub mod crypto;
+pub mod gcloud;
 pub mod image;
 pub mod manifests;
 pub mod payload;
