@@ -206,14 +206,12 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
-    fn list(&self, key: &str) -> Result<&'a [Value], GcloudError> {
+    /// A repeated field; like gcloud (apitools), a single value counts as a list of one.
+    fn list(&self, key: &str) -> &'a [Value] {
         match self.get(key) {
-            None => Ok(&[]),
-            Some(Value::Array(items)) => Ok(items),
-            Some(other) => Err(field_error(
-                &self.child(key),
-                format!("expected a list, got {}", type_name(other)),
-            )),
+            None => &[],
+            Some(Value::Array(items)) => items,
+            Some(one) => std::slice::from_ref(one),
         }
     }
 
@@ -385,7 +383,7 @@ pub fn import_policy(
     };
 
     let mut admission_whitelist_patterns = Vec::new();
-    for (i, item) in top.list("admissionWhitelistPatterns")?.iter().enumerate() {
+    for (i, item) in top.list("admissionWhitelistPatterns").iter().enumerate() {
         let path = format!("admissionWhitelistPatterns[{i}]");
         let pattern = Fields::new(&path, item, &["namePattern"])?;
         let Some(name_pattern) = pattern.string("namePattern")? else {
@@ -653,7 +651,7 @@ fn decode_rule(
     };
     let by_path = rule.child("requireAttestationsBy");
     let mut require_attestations_by = Vec::new();
-    for (i, item) in rule.list("requireAttestationsBy")?.iter().enumerate() {
+    for (i, item) in rule.list("requireAttestationsBy").iter().enumerate() {
         let item_path = format!("{by_path}[{i}]");
         let name = attestors.map(&item_path, &string_value(&item_path, item)?)?;
         if !require_attestations_by.contains(&name) {
@@ -915,7 +913,7 @@ pub fn import_attestor(text: &str, name: Option<&str>) -> Result<Imported<Attest
     let mut public_keys = Vec::new();
     let keys_path = note.child("publicKeys");
     let mut dropped_pgp_ids = 0usize;
-    for (i, item) in note.list("publicKeys")?.iter().enumerate() {
+    for (i, item) in note.list("publicKeys").iter().enumerate() {
         let path = format!("{keys_path}[{i}]");
         let (key, dropped_id) = decode_public_key(&path, item)?;
         if dropped_id {
@@ -1240,6 +1238,22 @@ mod tests {
             "defaultAdmissionRule:\n  enforcementMode: ENFORCED_BLOCK_AND_AUDIT_LOG\n  evaluationMode: REQUIRE_ATTESTATION\n  requireAttestationsBy:\n  - projects/p/attestors/build\n  - projects/other/attestors/x\nname: projects/p/policy\n"
         );
         assert!(export_policy(&policy.spec, "").is_err());
+    }
+
+    #[test]
+    fn a_single_value_is_a_list_of_one_as_in_gcloud() {
+        let policy = import(
+            "defaultAdmissionRule:\n  evaluationMode: REQUIRE_ATTESTATION\n  requireAttestationsBy: projects/p/attestors/a\nadmissionWhitelistPatterns:\n  namePattern: gcr.io/x/*\n",
+        )
+        .unwrap();
+        assert_eq!(
+            policy.spec.default_admission_rule.require_attestations_by,
+            ["a"]
+        );
+        assert_eq!(
+            policy.spec.admission_whitelist_patterns[0].name_pattern,
+            "gcr.io/x/*"
+        );
     }
 
     #[test]
