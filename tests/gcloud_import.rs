@@ -976,3 +976,79 @@ fn gcloud_agrees_with_fixtures_exports_and_errors() {
         all.len()
     );
 }
+
+/// `gcloud container binauthz attestations list --format=json` prints bytes as URL-safe base64.
+fn decode_base64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let standard: String = text
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(standard)
+        .unwrap()
+}
+
+#[test]
+fn container_analysis_attestations_become_image_attestations() {
+    // Occurrences as gcloud lists them, signed by the Cloud KMS (RSA-PSS) and the ECDSA key of
+    // attestor-pkix.yaml: the same payload and signature make an ImageAttestation that verifies.
+    let list: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(vector("attestations-prod-qualified.json")).unwrap(),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    write(
+        &repo,
+        "attestor.yaml",
+        ok(&["attestor", "import", &vector("attestor-pkix.yaml")]),
+    );
+    let occurrences = list.as_array().unwrap();
+    assert_eq!(occurrences.len(), 2);
+    for (i, occurrence) in occurrences.iter().enumerate() {
+        assert_eq!(occurrence["kind"], "ATTESTATION");
+        let signature = &occurrence["attestation"]["signatures"][0];
+        let payload = write(
+            work.path(),
+            "payload.json",
+            decode_base64(
+                occurrence["attestation"]["serializedPayload"]
+                    .as_str()
+                    .unwrap(),
+            ),
+        );
+        let signature_file = write(
+            work.path(),
+            "signature.bin",
+            decode_base64(signature["signature"].as_str().unwrap()),
+        );
+        let yaml = ok(&[
+            "attestation",
+            "create",
+            "--artifact-url",
+            occurrence["resourceUri"].as_str().unwrap(),
+            "--attestor",
+            "prod-qualified",
+            "--signature-file",
+            &signature_file,
+            "--payload-file",
+            &payload,
+            "--public-key-id",
+            signature["publicKeyId"].as_str().unwrap(),
+        ]);
+        write(&repo, &format!("attestation-{i}.yaml"), yaml);
+    }
+    let verified = ok(&["verify", "-f", repo.to_str().unwrap()]);
+    assert_eq!(verified.lines().count(), 2, "{verified}");
+    assert!(verified.contains(&format!("key {KMS_ID}\n")), "{verified}");
+    assert!(
+        verified.contains(&format!("key {FIXTURE_EC_ID}\n")),
+        "{verified}"
+    );
+}
