@@ -971,6 +971,40 @@ fn gcloud_agrees_with_fixtures_exports_and_errors() {
             "gcloud accepts {file} ({expected}): {result:?}"
         );
     }
+    // Strings that YAML printers quote or fold differently still mean the same to gcloud.
+    let tricky = "\
+apiVersion: binauthz.dev/v1alpha1
+kind: AttestationPolicy
+metadata: {name: tricky}
+spec:
+  description: 'Payments: \"strict\" policy, owned by team-\u{03b1}; see https://example.com/a#b, and text long enough to be folded by a YAML printer'
+  globalPolicyEvaluationMode: DISABLE
+  admissionWhitelistPatterns:
+  - namePattern: '*.gcr.io/p/x'
+  - namePattern: gcr.io/p/img@sha256:*
+  - namePattern: 'gcr.io/p/yes:on'
+  defaultAdmissionRule: {evaluationMode: REQUIRE_ATTESTATION, requireAttestationsBy: [a, b.c]}
+  kubernetesNamespaceAdmissionRules:
+    'true': {evaluationMode: ALWAYS_DENY, enforcementMode: DRYRUN_AUDIT_LOG_ONLY}
+    '0123': {evaluationMode: ALWAYS_ALLOW}
+";
+    let original = typed_policy(tricky);
+    let source = write(dir.path(), "tricky.yaml", tricky);
+    let exported = write(
+        dir.path(),
+        "tricky-export.yaml",
+        ok(&["policy", "export", &source, "--project", "p"]),
+    );
+    let printed = gcloud_decode(&root, "v1", "Policy", std::slice::from_ref(&exported))
+        .remove(0)
+        .unwrap_or_else(|e| panic!("gcloud refuses {exported}: {e}"));
+    let reprinted = write(dir.path(), "tricky-gcloud.yaml", printed);
+    let back = typed_policy(&ok(&["policy", "import", &reprinted, "--name", "tricky"]));
+    assert_eq!(
+        serde_json::to_value(&back.spec).unwrap(),
+        serde_json::to_value(&original.spec).unwrap()
+    );
+
     println!(
         "gcloud_import: gcloud decoded and printed {} policy files and 3 attestors exactly as binauthz has them",
         all.len()
