@@ -39,6 +39,8 @@ pub enum Command {
     /// Move Attestors from Google Binary Authorization (gcloud's YAML).
     #[command(subcommand)]
     Attestor(AttestorCommand),
+    /// Run the controller (leader only, elected by a Lease) and the admission webhook.
+    Run(RunArgs),
 }
 
 /// `binauthz policy ...`.
@@ -96,6 +98,85 @@ pub struct AttestorImportArgs {
     /// Name of the Attestor. Default: NAME of `projects/PROJECT/attestors/NAME`.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+}
+
+/// Arguments of `binauthz run`; every flag also reads an environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Namespace binauthz runs in: its Lease, TLS Secret and allowlists live there, and it is
+    /// always exempt from the webhook.
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "binauthz-system",
+        value_name = "NS"
+    )]
+    pub namespace: String,
+    /// Kubeconfig file. Default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Register the webhook by this https URL instead of the Service, e.g.
+    /// https://127.0.0.1:8443/validate (out of cluster, tests); its host goes into the certificate.
+    #[arg(long, env = "BINAUTHZ_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Name of the Service in front of the webhook.
+    #[arg(
+        long,
+        env = "BINAUTHZ_SERVICE_NAME",
+        default_value = "binauthz",
+        value_name = "NAME"
+    )]
+    pub service_name: String,
+    /// Port of that Service.
+    #[arg(
+        long,
+        env = "BINAUTHZ_SERVICE_PORT",
+        default_value_t = 443,
+        value_name = "PORT"
+    )]
+    pub service_port: u16,
+    /// What the API server does when the webhook cannot answer: Fail (closed) or Ignore (open).
+    #[arg(long, env = "BINAUTHZ_FAILURE_POLICY", value_enum, default_value_t = crate::controller::FailurePolicy::Fail)]
+    pub failure_policy: crate::controller::FailurePolicy,
+    /// Seconds the API server waits for the webhook (1 to 30).
+    #[arg(long, env = "BINAUTHZ_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=30), value_name = "SECONDS")]
+    pub timeout_seconds: i32,
+    /// Namespaces the webhook never sees, comma-separated; the own namespace is always added.
+    #[arg(
+        long,
+        env = "BINAUTHZ_EXEMPT_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system",
+        value_name = "NS,..."
+    )]
+    pub exempt_namespaces: Vec<String>,
+    /// Name of the generated ValidatingWebhookConfiguration.
+    #[arg(
+        long,
+        env = "BINAUTHZ_WEBHOOK_CONFIGURATION",
+        default_value = "binauthz",
+        value_name = "NAME"
+    )]
+    pub webhook_configuration: String,
+    /// Port of the TLS admission webhook.
+    #[arg(
+        long,
+        env = "BINAUTHZ_WEBHOOK_PORT",
+        default_value_t = 8443,
+        value_name = "PORT"
+    )]
+    pub webhook_port: u16,
+    /// Port of the plain-HTTP admin server (/livez, /readyz, /metrics).
+    #[arg(
+        long,
+        env = "BINAUTHZ_ADMIN_PORT",
+        default_value_t = 8080,
+        value_name = "PORT"
+    )]
+    pub admin_port: u16,
+    /// Identity in leader election and Events. Default: $POD_NAME, else the host name.
+    #[arg(long, env = "POD_NAME", value_name = "NAME")]
+    pub identity: Option<String>,
 }
 
 /// Arguments of `binauthz evaluate`.

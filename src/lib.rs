@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod controller;
 pub mod crd;
 pub mod crypto;
 pub mod gcloud;
@@ -12,4 +13,6 @@ pub mod image;
 pub mod manifests;
 pub mod payload;
 pub mod policy;
+pub mod run;
+pub mod tls;
 pub mod verify;

@@ -27,6 +27,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             print!("{}", binauthz::commands::attestation_create(&args)?);
         }
         Command::Verify(args) => return Ok(binauthz::commands::verify(&args)?),
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(binauthz::run::main(args))?;
+        }
         Command::Evaluate(args) => return Ok(binauthz::commands::evaluate(&args)?),
         Command::Policy(PolicyCommand::Import(args)) => {
             print!("{}", binauthz::commands::policy_import(&args)?);

@@ -17,9 +17,19 @@ fn committed_crds_match_the_rust_types() {
         );
         expected_files.push(name);
     }
+    // kustomization.yaml makes crds/ a kustomize base (config/default uses it); it must list
+    // exactly the generated files.
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    for name in &expected_files {
+        assert!(
+            kustomization.contains(&format!("- {name}")),
+            "crds/kustomization.yaml must list {name}"
+        );
+    }
     let mut present: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "kustomization.yaml")
         .collect();
     present.sort();
     expected_files.sort();
