@@ -509,11 +509,15 @@ pub fn import_policy(
 
     if !attestors.projects.is_empty() {
         let projects: Vec<&str> = attestors.projects_used();
-        notes.push(format!(
-            "requireAttestationsBy: projects/{}/attestors/NAME became NAME (the Attestor object's name); `binauthz policy export --project {}` restores it.",
-            projects.join("|"),
-            projects[0]
-        ));
+        notes.push(match projects.as_slice() {
+            [project] => format!(
+                "requireAttestationsBy: projects/{project}/attestors/NAME became NAME (the Attestor object's name); `binauthz policy export --project {project}` restores it."
+            ),
+            _ => format!(
+                "requireAttestationsBy: projects/{{{}}}/attestors/NAME became NAME (the Attestor object's name); `binauthz policy export --project P` names them all in one project P.",
+                projects.join(",")
+            ),
+        });
     }
 
     let name = match &options.name {
@@ -1186,6 +1190,21 @@ mod tests {
         assert!(
             err("defaultAdmissionRule:\n  evaluationMode: ALWAYS_ALLOW\n  requireAttestationsBy: [a]\n")
                 .starts_with("defaultAdmissionRule.requireAttestationsBy: must be empty")
+        );
+    }
+
+    #[test]
+    fn attestors_of_several_projects_are_noted() {
+        let imported = import_policy(
+            "defaultAdmissionRule:\n  evaluationMode: REQUIRE_ATTESTATION\n  requireAttestationsBy: [projects/b/attestors/x, projects/a/attestors/y]\n",
+            &PolicyImportOptions::default(),
+        )
+        .unwrap();
+        assert!(
+            imported.notes[1]
+                .starts_with("requireAttestationsBy: projects/{a,b}/attestors/NAME became NAME"),
+            "{:?}",
+            imported.notes
         );
     }
 
