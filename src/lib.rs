@@ -9,6 +9,7 @@ pub mod commands;
 pub mod controller;
 pub mod crd;
 pub mod crypto;
+pub mod gcloud;
 pub mod image;
 pub mod index;
 pub mod manifests;
