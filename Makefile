@@ -17,7 +17,7 @@ GO_LDFLAGS  := -s -w -X $(VERSION_PKG).gitVersion=$(K8S_VERSION) -X $(VERSION_PK
 # force a relink), never download a Go toolchain. Change these flags and the first build is cold again.
 GO_BUILD := CGO_ENABLED=0 GOTOOLCHAIN=local go build -buildvcs=false -trimpath -tags notest
 
-.PHONY: deps controlplane cluster-up cluster-down cluster-status test demo
+.PHONY: deps controlplane cluster-up cluster-down cluster-status test demo bench-admission
 
 deps:
 	@$(CLUSTER) deps
@@ -48,3 +48,7 @@ demo: cluster-up
 	@BINAUTHZ="$${CARGO_TARGET_DIR:-$(ROOT)/target}/debug/binauthz" \
 	  KUBECONFIG="$$(cd $(ROOT) && realpath -m "$${CLUSTER_DIR:-target/cluster}")/kubeconfig" \
 	  $(ROOT)/tests/demo.sh
+
+# Admission load benchmark (release): webhook over 100k attestations vs a bare TLS+JSON floor.
+bench-admission:
+	cargo bench --bench admission

@@ -1,0 +1,682 @@
+//! Admission load benchmark (issue 6): the real webhook (`webhook::router` served by
+//! `webhook::server::serve_tls`) over a trust index of 100k verified attestations, against a
+//! floor server (bare hyper + rustls that only parses the body as JSON and answers a fixed
+//! AdmissionReview), both on loopback TLS, driven by a keep-alive HTTP/1.1 load generator.
+//!
+//! Each server runs on its own one-thread tokio runtime; its CPU time is read per thread from
+//! /proc/self/task/<tid>/schedstat, so CPU per request is server-side only. The load generator
+//! has its own one-thread runtime (the machine this was written on has 2 cores).
+//!
+//! `make bench-admission` (release). Environment: `BENCH_SECS` (per phase, default 10),
+//! `BENCH_CONNECTIONS` (default 16), `BENCH_RATE` (default 2000), `BENCH_ATTESTATIONS`
+//! (default 100000). Prints figures only; nothing is asserted on time.
+
+// A benchmark: a failed setup step should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use binauthz::crd::{
+    AttestationPolicySpec, AttestorPublicKey, AttestorSpec, ImageAttestationSpec, PkixPublicKey,
+    Signature,
+};
+use binauthz::crypto::SignatureAlgorithm;
+use binauthz::index::IndexState;
+use binauthz::metrics::Metrics;
+use binauthz::webhook::events::EventSink;
+use binauthz::webhook::{self, Webhook};
+use http_body_util::BodyExt as _;
+use hyper::body::Bytes;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn digest(n: usize) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(format!("bench-image-{n}").as_bytes()))
+}
+
+fn image(n: usize) -> String {
+    format!(
+        "registry.example/bench/app-{}@sha256:{}",
+        n % 100,
+        digest(n)
+    )
+}
+
+/// A warm index: one attestor, one policy requiring it, `count` verified attestations.
+fn build_index(count: usize) -> Arc<binauthz::index::Index> {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let public_pem = pair.public_key_pem();
+    let private_pem = pair.serialize_pem();
+    let id = binauthz::crypto::pkix::PkixPublicKey::from_pem(
+        &public_pem,
+        SignatureAlgorithm::EcdsaP256Sha256,
+        None,
+    )
+    .unwrap()
+    .id()
+    .to_owned();
+    let metrics = Arc::new(Metrics::default());
+    let mut state = IndexState::new(metrics);
+    let policy: AttestationPolicySpec = serde_json::from_value(json!({
+        "defaultAdmissionRule": {
+            "evaluationMode": "REQUIRE_ATTESTATION",
+            "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG",
+            "requireAttestationsBy": ["build"]
+        }
+    }))
+    .unwrap();
+    state.reset_policies(vec![("main".into(), Ok(policy))]);
+    state.reset_namespaces(vec![(
+        "default".into(),
+        BTreeMap::from([("kubernetes.io/metadata.name".into(), "default".into())]),
+    )]);
+    let attestor = AttestorSpec {
+        description: None,
+        public_keys: vec![AttestorPublicKey {
+            pkix_public_key: Some(PkixPublicKey {
+                public_key_pem: public_pem,
+                signature_algorithm: SignatureAlgorithm::EcdsaP256Sha256,
+            }),
+            ..AttestorPublicKey::default()
+        }],
+    };
+    let start = Instant::now();
+    let mut jobs = state.reset_attestors(vec![("build".into(), attestor)]);
+    let attestations = (0..count)
+        .map(|n| {
+            let url = image(n);
+            let payload = binauthz::payload::create(&url).unwrap();
+            let signature = binauthz::crypto::pkix::sign(
+                &private_pem,
+                SignatureAlgorithm::EcdsaP256Sha256,
+                &payload,
+                false,
+            )
+            .unwrap();
+            (
+                format!("default/att-{n}"),
+                ImageAttestationSpec {
+                    artifact_url: url,
+                    attestor: "build".into(),
+                    serialized_payload: Some(STANDARD.encode(&payload)),
+                    signatures: vec![Signature {
+                        public_key_id: id.clone(),
+                        signature: STANDARD.encode(signature),
+                    }],
+                },
+            )
+        })
+        .collect();
+    let signed = start.elapsed();
+    jobs.extend(state.reset_attestations(attestations));
+    let now = jiff::Timestamp::now();
+    let start = Instant::now();
+    for job in jobs {
+        let outcome = job.run(now);
+        state.complete(&job, outcome);
+    }
+    let index = state.index().clone();
+    assert!(index.is_ready(), "the bench index is not ready");
+    assert_eq!(
+        index.trust_entries(),
+        count,
+        "not every attestation verified"
+    );
+    println!(
+        "index: {count} attestations signed in {:.1} s, verified and indexed in {:.1} s",
+        signed.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    );
+    index
+}
+
+/// A Pod CREATE review shaped like one from a Deployment (labels, owner, managed fields,
+/// probes, env, volumes), with `images` as containers, padded with env vars to `size` bytes.
+fn review(images: &[String], size: usize) -> Vec<u8> {
+    let container = |i: usize, image: &str| {
+        json!({
+            "name": format!("app-{i}"),
+            "image": image,
+            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+            "env": [{"name": "LOG_LEVEL", "value": "info"}],
+            "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+            "volumeMounts": [{"name": "kube-api-access-x7k2p", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}],
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+            "imagePullPolicy": "IfNotPresent",
+            "securityContext": {"allowPrivilegeEscalation": false, "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}},
+        })
+    };
+    let mut review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "5c2f7c2e-8a57-4a8e-9d55-0d2b7e0e1f00",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "default",
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller", "uid": "2a9e8f2c-1f0e-4d0a-9a43-55c6c3a7e0b1", "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]},
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "generateName": "web-7d9f8b6c5d-",
+                    "namespace": "default",
+                    "labels": {"app": "web", "pod-template-hash": "7d9f8b6c5d", "app.kubernetes.io/part-of": "shop"},
+                    "annotations": {"kubectl.kubernetes.io/restartedAt": "2025-01-01T00:00:00Z"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8b6c5d", "uid": "0b0f4a1e-3c7d-4e59-8f0a-9d1c2b3a4e5f", "controller": true, "blockOwnerDeletion": true}],
+                    "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "time": "2025-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:app": {}, "f:pod-template-hash": {}}, "f:ownerReferences": {".": {}}}}}]
+                },
+                "spec": {
+                    "containers": images.iter().enumerate().map(|(i, image)| container(i, image)).collect::<Vec<_>>(),
+                    "restartPolicy": "Always",
+                    "terminationGracePeriodSeconds": 30,
+                    "dnsPolicy": "ClusterFirst",
+                    "serviceAccountName": "default",
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "schedulerName": "default-scheduler",
+                    "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}, {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+                    "volumes": [{"name": "kube-api-access-x7k2p", "projected": {"sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}, {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}], "defaultMode": 420}}],
+                    "enableServiceLinks": true,
+                    "preemptionPolicy": "PreemptLowerPriority",
+                    "priority": 0
+                },
+                "status": {}
+            },
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    });
+    let mut n = 0;
+    while serde_json::to_vec(&review).unwrap().len() < size {
+        review["request"]["object"]["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": format!("FEATURE_FLAG_{n}"), "value": "enabled"}));
+        n += 1;
+    }
+    serde_json::to_vec(&review).unwrap()
+}
+
+/// A CA and a serving certificate for 127.0.0.1: (CA DER, server configuration).
+fn tls() -> (
+    rustls::pki_types::CertificateDer<'static>,
+    rustls::ServerConfig,
+) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let certified = Arc::new(
+        rustls::sign::CertifiedKey::from_der(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            &rustls::crypto::aws_lc_rs::default_provider(),
+        )
+        .unwrap(),
+    );
+    #[derive(Debug)]
+    struct Fixed(Arc<rustls::sign::CertifiedKey>);
+    impl rustls::server::ResolvesServerCert for Fixed {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+    let config = webhook::server::server_config(Arc::new(Fixed(certified))).unwrap();
+    (ca.der().clone(), config)
+}
+
+/// A server on a runtime of its own, whose threads are named `name`.
+struct Server {
+    name: &'static str,
+    port: u16,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn runtime(name: &'static str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn start_ours(index: Arc<binauthz::index::Index>, tls: Arc<rustls::ServerConfig>) -> Server {
+    let name = "srv-binauthz";
+    let runtime = runtime(name);
+    let metrics = Arc::new(Metrics::default());
+    let router = webhook::router(Arc::new(Webhook::new(
+        index,
+        metrics.clone(),
+        EventSink::disabled(metrics),
+    )));
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    runtime.spawn(webhook::server::serve_tls(
+        listener,
+        tls,
+        router,
+        std::future::pending(),
+    ));
+    Server {
+        name,
+        port,
+        _runtime: runtime,
+    }
+}
+
+const FIXED: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"5c2f7c2e-8a57-4a8e-9d55-0d2b7e0e1f00","allowed":true}}"#;
+
+/// The floor: hyper HTTP/1.1 over rustls; parse the body as JSON, answer a fixed review.
+fn start_floor(tls: Arc<rustls::ServerConfig>) -> Server {
+    let name = "srv-floor";
+    let runtime = runtime(name);
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    runtime.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let status = if serde_json::from_slice::<Value>(&body).is_ok() {
+                            200
+                        } else {
+                            400
+                        };
+                        Ok::<_, hyper::Error>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .body(http_body_util::Full::new(Bytes::from_static(FIXED)))
+                                .unwrap(),
+                        )
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Server {
+        name,
+        port,
+        _runtime: runtime,
+    }
+}
+
+/// CPU time of this process's threads whose name starts with `prefix`.
+fn thread_cpu(prefix: &str) -> Duration {
+    let mut total = Duration::ZERO;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return total;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        // schedstat: nanoseconds on CPU first; stat (clock ticks) when schedstat is absent.
+        if let Some(ns) = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            total += Duration::from_nanos(ns);
+        } else if let Ok(stat) = std::fs::read_to_string(path.join("stat")) {
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace()
+                .collect();
+            let ticks: u64 = fields
+                .get(11..13)
+                .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+            total += Duration::from_millis(ticks * 10);
+        }
+    }
+    total
+}
+
+/// Established TCP connections owned by this process (its sockets, by inode, from
+/// /proc/self/fd) that involve none of `ports`: an outbound connection would show up here.
+fn other_connections(ports: &[u16]) -> usize {
+    let ours: std::collections::BTreeSet<String> = std::fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut count = 0;
+    for file in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(table) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in table.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = |f: Option<&&str>| {
+                f.and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            let (Some(local), Some(remote)) = (port(fields.get(1)), port(fields.get(2))) else {
+                continue;
+            };
+            let mine = fields.get(9).is_some_and(|inode| ours.contains(*inode));
+            if mine
+                && fields.get(3) == Some(&"01")
+                && !ports.contains(&local)
+                && !ports.contains(&remote)
+            {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+async fn connect(port: u16, connector: &tokio_rustls::TlsConnector) -> Tls {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// One request on a keep-alive connection: (status, body).
+async fn exchange(stream: &mut Tls, request: &[u8], buf: &mut Vec<u8>) -> (u16, Vec<u8>) {
+    stream.write_all(request).await.unwrap();
+    buf.clear();
+    let mut chunk = [0u8; 16384];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end])
+                .unwrap()
+                .to_ascii_lowercase();
+            let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .expect("the servers answer with a Content-Length");
+            while buf.len() < end + 4 + length {
+                let n = stream.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "connection closed mid-response");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return (status, buf[end + 4..end + 4 + length].to_vec());
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed before a response");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn request(port: u16, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST /validate?timeout=10s HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, */*\r\nUser-Agent: kube-apiserver-admission\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+struct Throughput {
+    requests: u64,
+    per_second: f64,
+    cpu_per_request_us: f64,
+}
+
+/// As many requests as `connections` keep-alive connections carry in `secs`.
+async fn max_throughput(
+    server: &Server,
+    connector: &tokio_rustls::TlsConnector,
+    body: &[u8],
+    connections: usize,
+    secs: f64,
+) -> Throughput {
+    let request = Arc::new(request(server.port, body));
+    let mut streams = Vec::new();
+    for _ in 0..connections {
+        let mut stream = connect(server.port, connector).await;
+        let (status, answer) = exchange(&mut stream, &request, &mut Vec::new()).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["response"]["allowed"], true, "{answer}");
+        streams.push(stream);
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let cpu_before = thread_cpu(server.name);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let request = request.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(4096);
+                while Instant::now() < deadline {
+                    let (status, _) = exchange(&mut stream, &request, &mut buf).await;
+                    assert_eq!(status, 200);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = thread_cpu(server.name) - cpu_before;
+    let requests = done.load(Ordering::Relaxed);
+    Throughput {
+        requests,
+        per_second: requests as f64 / elapsed,
+        cpu_per_request_us: cpu.as_secs_f64() * 1e6 / requests.max(1) as f64,
+    }
+}
+
+struct Latency {
+    sent: usize,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+/// `rate` requests/s spread over `connections`, for `secs`; latency from each request's
+/// scheduled time (a late send counts as latency, no coordinated omission).
+async fn fixed_rate(
+    server: &Server,
+    connector: &tokio_rustls::TlsConnector,
+    body: &[u8],
+    connections: usize,
+    rate: f64,
+    secs: f64,
+) -> Latency {
+    let request = Arc::new(request(server.port, body));
+    let period = Duration::from_secs_f64(connections as f64 / rate);
+    let per_connection = (secs * rate / connections as f64) as usize;
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let mut stream = connect(server.port, connector).await;
+        let request = request.clone();
+        let first = start + period.mul_f64(c as f64 / connections as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(4096);
+            let mut latencies = Vec::with_capacity(per_connection);
+            for i in 0..per_connection {
+                let scheduled = first + period * i as u32;
+                tokio::time::sleep_until(scheduled).await;
+                let (status, _) = exchange(&mut stream, &request, &mut buf).await;
+                assert_eq!(status, 200);
+                latencies.push(scheduled.elapsed().as_micros() as u64);
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort_unstable();
+    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    Latency {
+        sent: all.len(),
+        p50: at(0.50),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: *all.last().unwrap(),
+    }
+}
+
+fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let secs: f64 = env_or("BENCH_SECS", 10.0);
+    let connections: usize = env_or("BENCH_CONNECTIONS", 16);
+    let rate: f64 = env_or("BENCH_RATE", 2000.0);
+    let count: usize = env_or("BENCH_ATTESTATIONS", 100_000);
+
+    let index = build_index(count);
+    let (ca, server_tls) = tls();
+    let server_tls = Arc::new(server_tls);
+    let ours = start_ours(index, server_tls.clone());
+    let floor = start_floor(server_tls);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let mut client_tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls));
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let small = review(&[image(4242 % count)], 3 * 1024);
+    let large = review(
+        &[
+            image(1 % count),
+            image(50_000 % count),
+            image(99_999 % count),
+        ],
+        16 * 1024,
+    );
+    let bodies = [("3 KiB", &small), ("16 KiB", &large)];
+    let servers = [&ours, &floor];
+    let before = other_connections(&[ours.port, floor.port]);
+
+    println!(
+        "\nmax throughput: {connections} keep-alive TLS connections, {secs} s; fixed rate: {rate} reviews/s, {secs} s"
+    );
+    println!(
+        "{:<13} {:>6} {:>9} {:>10} {:>12} | {:>7} {:>8} {:>8} {:>9} {:>8}",
+        "server",
+        "body",
+        "requests",
+        "req/s",
+        "cpu_us/req",
+        "sent",
+        "p50_us",
+        "p99_us",
+        "p99.9_us",
+        "max_us"
+    );
+    let mut cpu = BTreeMap::new();
+    let mut p99_small_ours = 0;
+    for (label, body) in bodies {
+        for server in servers {
+            let throughput =
+                client.block_on(max_throughput(server, &connector, body, connections, secs));
+            let latency = client.block_on(fixed_rate(
+                server,
+                &connector,
+                body,
+                connections,
+                rate,
+                secs,
+            ));
+            println!(
+                "{:<13} {:>6} {:>9} {:>10.0} {:>12.1} | {:>7} {:>8} {:>8} {:>9} {:>8}",
+                server.name,
+                label,
+                throughput.requests,
+                throughput.per_second,
+                throughput.cpu_per_request_us,
+                latency.sent,
+                latency.p50,
+                latency.p99,
+                latency.p999,
+                latency.max
+            );
+            cpu.insert((label, server.name), throughput.cpu_per_request_us);
+            if label == "3 KiB" && server.name == ours.name {
+                p99_small_ours = latency.p99;
+            }
+        }
+    }
+    let after = other_connections(&[ours.port, floor.port]);
+    let ratio = |label| cpu[&(label, ours.name)] / cpu[&(label, floor.name)];
+    println!(
+        "\nCPU per request, binauthz / floor: {:.2} (3 KiB), {:.2} (16 KiB)",
+        ratio("3 KiB"),
+        ratio("16 KiB")
+    );
+    println!(
+        "connections not to or from the two servers: {before} before, {after} after (the admission path opens none)"
+    );
+    println!("request bodies: {} and {} bytes", small.len(), large.len());
+    println!(
+        "admission_cpu_ratio={:.2} p99_us={p99_small_ours}",
+        ratio("3 KiB")
+    );
+}
