@@ -94,6 +94,8 @@ pub struct RunConfig {
     pub admin_port: u16,
     /// Kubeconfig file, if given.
     pub kubeconfig: Option<PathBuf>,
+    /// How often continuous validation judges every running pod again.
+    pub validation_interval: Duration,
 }
 
 /// The host of an `https://HOST[:PORT]/...` URL.
@@ -157,6 +159,7 @@ impl RunConfig {
             webhook_port: args.webhook_port,
             admin_port: args.admin_port,
             kubeconfig: args.kubeconfig,
+            validation_interval: args.validation_interval,
         })
     }
 }
@@ -250,6 +253,7 @@ async fn lead(client: Client, config: Arc<RunConfig>, certs: Arc<CertStore>) {
             Arc::new(config.webhook.clone()),
             certs,
             config.identity.clone(),
+            config.validation_interval,
         ) => {}
     }
 }

@@ -397,6 +397,7 @@ async fn start_operator(
         webhook_port: port,
         admin_port: 0,
         kubeconfig: None,
+        validation_interval: Duration::from_secs(3600),
     };
     let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
