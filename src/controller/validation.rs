@@ -733,3 +733,442 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
     }
     tracing::warn!("continuous validation stopped: a watch ended");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::AttestationPolicySpec;
+    use crate::image::Digest;
+    use crate::policy::TrustIndex;
+    use serde_json::{Value, json};
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const NOT_ATTESTED: &str =
+        "No attestations found that were valid and signed by a key trusted by the attestor";
+    const NEED_DIGEST: &str = "Expected digest with sha256 scheme, but got tag or malformed digest";
+
+    fn digest(hex: &str) -> Digest {
+        Digest::parse(&format!("sha256:{hex}")).unwrap()
+    }
+
+    fn policy(name: &str, yaml: &str) -> CompiledPolicy {
+        let spec: AttestationPolicySpec = serde_yaml::from_str(yaml).unwrap();
+        CompiledPolicy::compile(name, &spec)
+    }
+
+    /// `audit`: dry run, attestor `build`, namespaces labelled team=a.
+    /// `deny-prod`: allows everything but denies in namespace `prod`.
+    fn inputs() -> Inputs {
+        let labels = |team: Option<&str>| {
+            team.map(|t| BTreeMap::from([("team".to_owned(), t.to_owned())]))
+                .unwrap_or_default()
+        };
+        Inputs {
+            policies: vec![
+                policy(
+                    "audit",
+                    "namespaceSelector: {matchLabels: {team: a}}
+defaultAdmissionRule:
+  evaluationMode: REQUIRE_ATTESTATION
+  enforcementMode: DRYRUN_AUDIT_LOG_ONLY
+  requireAttestationsBy: [projects/p/attestors/build]",
+                ),
+                policy(
+                    "deny-prod",
+                    "defaultAdmissionRule: {evaluationMode: ALWAYS_ALLOW}
+kubernetesNamespaceAdmissionRules:
+  prod: {evaluationMode: ALWAYS_DENY}",
+                ),
+            ],
+            namespace_labels: HashMap::from([
+                ("apps".to_owned(), labels(Some("a"))),
+                ("prod".to_owned(), labels(Some("a"))),
+                ("other".to_owned(), labels(None)),
+                ("kube-system".to_owned(), labels(Some("a"))),
+            ]),
+            exempt: BTreeSet::from(["kube-system".to_owned()]),
+        }
+    }
+
+    fn trust() -> TrustIndex {
+        let mut t = TrustIndex::new();
+        t.insert("build", &digest(A), "ci/build-a").unwrap();
+        t
+    }
+
+    fn pod(ns: &str, name: &str, uid: &str, images: &[&str], labels: Value) -> Pod {
+        let containers: Vec<Value> = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "uid": uid, "labels": labels},
+            "spec": {"containers": containers}
+        }))
+        .unwrap()
+    }
+
+    fn signed() -> String {
+        format!("registry.example/app@sha256:{A}")
+    }
+
+    fn pods() -> Vec<Pod> {
+        let unsigned = "registry.example/app:1";
+        vec![
+            pod("apps", "signed", "u1", &[&signed()], json!({})),
+            pod("apps", "unsigned", "u2", &[unsigned, unsigned], json!({})),
+            pod(
+                "apps",
+                "breakglass",
+                "u3",
+                &[&format!("registry.example/app@sha256:{B}")],
+                json!({"image-policy.k8s.io/break-glass": "true"}),
+            ),
+            pod("prod", "signed", "u4", &[&signed()], json!({})),
+            pod("other", "unsigned", "u5", &[unsigned], json!({})),
+            pod("kube-system", "unsigned", "u6", &[unsigned], json!({})),
+        ]
+    }
+
+    fn names(listed: &[PodViolation]) -> Vec<String> {
+        listed
+            .iter()
+            .map(|v| format!("{}/{}", v.namespace, v.name))
+            .collect()
+    }
+
+    #[test]
+    fn which_pods_violate_which_policy() {
+        let mut violations = Violations::default();
+        let pods = pods();
+        let events = judge_pods(&inputs(), &trust(), &pods, &mut violations);
+
+        let (count, listed) = violations.report("audit");
+        assert_eq!(count, 2);
+        assert_eq!(names(&listed), ["apps/breakglass", "apps/unsigned"]);
+        // The Google-style message; the image used twice is reported once.
+        assert_eq!(
+            listed[1].messages,
+            [format!(
+                "Image registry.example/app:1 denied by Binary Authorization default admission rule of policy audit. Image registry.example/app:1 denied by attestor projects/p/attestors/build: {NEED_DIGEST}"
+            )]
+        );
+        assert!(
+            listed[0].messages[0].ends_with(NOT_ATTESTED),
+            "breakglass still counts: {:?}",
+            listed[0].messages
+        );
+        let (count, listed) = violations.report("deny-prod");
+        assert_eq!(count, 1);
+        assert_eq!(names(&listed), ["prod/signed"]);
+        assert_eq!(
+            listed[0].messages,
+            [format!(
+                "Image {} denied by Binary Authorization namespace admission rule for prod of policy deny-prod. Denied by always_deny admission rule",
+                signed()
+            )]
+        );
+        assert_eq!(violations.report("absent"), (0, Vec::new()));
+        assert_eq!(violations.len(), 3);
+
+        // One Event per violating pod and message, on the right pod.
+        let mut on: Vec<(String, String)> = events
+            .iter()
+            .map(|(r, m)| {
+                assert_eq!(r.kind.as_deref(), Some("Pod"));
+                let at = format!(
+                    "{}/{}",
+                    r.namespace.as_deref().unwrap(),
+                    r.name.as_deref().unwrap()
+                );
+                (at, m.clone())
+            })
+            .collect();
+        on.sort();
+        assert_eq!(on.len(), 3, "{on:?}");
+        assert_eq!(on[0].0, "apps/breakglass");
+        assert_eq!(on[1].0, "apps/unsigned");
+        assert_eq!(on[2].0, "prod/signed");
+        assert_eq!(on[1].1, violations.report("audit").1[1].messages[0]);
+        assert_eq!(events[0].0.uid.as_deref(), Some("u2"));
+    }
+
+    #[test]
+    fn events_once_per_pod_and_message() {
+        let mut violations = Violations::default();
+        let mut pods = pods();
+        assert_eq!(
+            judge_pods(&inputs(), &trust(), &pods, &mut violations).len(),
+            3
+        );
+        // The next pass finds the same: nothing new to announce.
+        assert!(judge_pods(&inputs(), &trust(), &pods, &mut violations).is_empty());
+        // The same name, a new pod: announced again.
+        pods[1].metadata.uid = Some("u2-new".into());
+        let events = judge_pods(&inputs(), &trust(), &pods, &mut violations);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].0.uid.as_deref(), Some("u2-new"));
+        // A new image in a pod: only the new message.
+        pods[3] = pod(
+            "prod",
+            "signed",
+            "u4",
+            &[&signed(), "registry.example/other:2"],
+            json!({}),
+        );
+        let events = judge_pods(&inputs(), &trust(), &pods, &mut violations);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(
+            events
+                .iter()
+                .all(|(r, _)| r.namespace.as_deref() == Some("prod"))
+        );
+        assert!(
+            events
+                .iter()
+                .any(|(_, m)| m.starts_with("Image registry.example/other:2 denied"))
+        );
+        assert!(
+            events
+                .iter()
+                .any(|(_, m)| m.contains("attestor projects/p/attestors/build")),
+            "prod is labelled team=a: the audit policy governs it too: {events:?}"
+        );
+    }
+
+    #[test]
+    fn new_trust_clears_a_violation_and_announces_it_again_if_it_returns() {
+        let mut violations = Violations::default();
+        let unsigned_digest = format!("registry.example/app@sha256:{B}");
+        let pods = vec![pod("apps", "p", "u", &[&unsigned_digest], json!({}))];
+        assert_eq!(
+            judge_pods(&inputs(), &trust(), &pods, &mut violations).len(),
+            1
+        );
+        let mut t = trust();
+        t.insert("build", &digest(B), "ci/build-b").unwrap();
+        assert!(judge_pods(&inputs(), &t, &pods, &mut violations).is_empty());
+        assert_eq!(violations.report("audit").0, 0);
+        assert!(violations.is_empty());
+        assert_eq!(
+            judge_pods(&inputs(), &trust(), &pods, &mut violations).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn no_policy_no_violation() {
+        let mut violations = Violations::default();
+        let pods = pods();
+        judge_pods(&inputs(), &trust(), &pods, &mut violations);
+        assert!(!violations.is_empty());
+        let none = Inputs {
+            policies: Vec::new(),
+            ..inputs()
+        };
+        assert!(judge_pods(&none, &trust(), &pods, &mut violations).is_empty());
+        assert!(violations.is_empty());
+    }
+
+    #[test]
+    fn the_list_is_bounded_and_ordered_but_every_pod_is_counted() {
+        let mut violations = Violations::default();
+        let pods: Vec<Pod> = (0..25)
+            .rev()
+            .map(|i| {
+                let ns = if i % 2 == 0 { "prod" } else { "apps" };
+                pod(
+                    ns,
+                    &format!("p{i:02}"),
+                    &format!("u{i}"),
+                    &["x:1"],
+                    json!({}),
+                )
+            })
+            .collect();
+        judge_pods(&inputs(), &trust(), &pods, &mut violations);
+        let (count, listed) = violations.report("audit");
+        assert_eq!(count, 25);
+        assert_eq!(listed.len(), MAX_LISTED_VIOLATIONS);
+        let got = names(&listed);
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(got, sorted);
+        assert_eq!(got[0], "apps/p01");
+        assert_eq!(got[12], "prod/p00", "apps (12 pods) before prod");
+        // Pods that are gone leave the count.
+        violations.retain(|k| k.namespace == "apps");
+        assert_eq!(violations.report("audit").0, 12);
+        violations.remove(&PodKey {
+            namespace: "apps".into(),
+            name: "p01".into(),
+        });
+        assert_eq!(violations.report("audit").0, 11);
+    }
+
+    #[test]
+    fn unchanged_status_is_not_patched() {
+        let listed = vec![PodViolation {
+            namespace: "apps".into(),
+            name: "p".into(),
+            messages: vec!["m".into()],
+        }];
+        assert!(differs(None, 0, &[]), "no status yet: write the count");
+        let current = AttestationPolicyStatus {
+            violation_count: Some(1),
+            violations: listed.clone(),
+            ..AttestationPolicyStatus::default()
+        };
+        assert!(!differs(Some(&current), 1, &listed));
+        assert!(differs(Some(&current), 2, &listed));
+        assert!(differs(Some(&current), 0, &[]));
+        let mut other = listed.clone();
+        other[0].messages[0] = "m2".into();
+        assert!(differs(Some(&current), 1, &other));
+        // A status the policy reconciler wrote, without the violation fields.
+        let unreported = AttestationPolicyStatus::default();
+        assert!(differs(Some(&unreported), 0, &[]));
+        let zero = AttestationPolicyStatus {
+            violation_count: Some(0),
+            ..AttestationPolicyStatus::default()
+        };
+        assert!(!differs(Some(&zero), 0, &[]));
+    }
+
+    #[test]
+    fn status_fields_are_only_the_violation_fields() {
+        let listed = vec![PodViolation {
+            namespace: "apps".into(),
+            name: "p".into(),
+            messages: vec!["m".into()],
+        }];
+        let fields = status_fields(1, &listed);
+        assert_eq!(
+            fields,
+            json!({"violationCount": 1, "violations": [{"namespace": "apps", "name": "p", "messages": ["m"]}]})
+        );
+        assert_eq!(status_fields(0, &[]), json!({"violationCount": 0}));
+        let patch = status::status_patch::<AttestationPolicy>(&fields);
+        assert_eq!(patch["kind"], "AttestationPolicy");
+        assert_eq!(patch["status"]["violationCount"], 1);
+        assert_eq!(patch["status"].as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn stripped_pods_keep_what_the_policy_reads() {
+        let full: Value = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "p", "namespace": "apps", "uid": "u", "resourceVersion": "7",
+                "labels": {"app": "x", "image-policy.k8s.io/break-glass": "true"},
+                "annotations": {
+                    "alpha.image-policy.k8s.io/break-glass": "true",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "r"}]
+            },
+            "spec": {
+                "serviceAccountName": "deployer",
+                "nodeName": "n1",
+                "initContainers": [{"name": "init", "image": "busybox", "command": ["sh"]}],
+                "containers": [{"name": "app", "image": "nginx:1", "env": [{"name": "A", "value": "b"}],
+                                "ports": [{"containerPort": 80}]}],
+                "ephemeralContainers": [{"name": "debug", "image": "busybox:1", "stdin": true}],
+                "volumes": [{"name": "v", "emptyDir": {}}]
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.1"}
+        });
+        let mut pod: Pod = serde_json::from_value(full.clone()).unwrap();
+        strip_pod(&mut pod);
+        assert_eq!(
+            workload(&pod).unwrap(),
+            Workload::from_json(&full).unwrap().unwrap(),
+            "the same decision input as the admission webhook reads"
+        );
+        assert_eq!(pod.metadata.uid.as_deref(), Some("u"));
+        assert_eq!(pod.metadata.labels.as_ref().unwrap().len(), 2);
+        assert_eq!(
+            pod.metadata.annotations,
+            Some(BTreeMap::from([(
+                "alpha.image-policy.k8s.io/break-glass".to_owned(),
+                "true".to_owned()
+            )]))
+        );
+        assert!(pod.metadata.managed_fields.is_none());
+        assert!(pod.metadata.owner_references.is_none());
+        assert!(pod.status.is_none());
+        let spec = pod.spec.as_ref().unwrap();
+        assert!(spec.node_name.is_none() && spec.volumes.is_none());
+        assert!(spec.containers[0].env.is_none() && spec.containers[0].ports.is_none());
+        assert_eq!(spec.ephemeral_containers.as_ref().unwrap()[0].stdin, None);
+        let small = serde_json::to_string(&pod).unwrap().len();
+        assert!(
+            small < 450,
+            "{small} bytes: {}",
+            serde_json::to_string(&pod).unwrap()
+        );
+
+        let mut namespace: PartialObjectMeta<Namespace> = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "apps", "labels": {"team": "a"}, "annotations": {"x": "y"},
+                         "managedFields": [{"manager": "kubectl"}]}
+        }))
+        .unwrap();
+        strip_namespace(&mut namespace);
+        assert_eq!(namespace.name_any(), "apps");
+        assert_eq!(
+            namespace.labels().get("team").map(String::as_str),
+            Some("a")
+        );
+        assert!(namespace.metadata.annotations.is_none());
+        assert!(namespace.metadata.managed_fields.is_none());
+    }
+
+    #[test]
+    fn intervals_are_human_durations() {
+        assert_eq!(parse_interval("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_interval("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_interval("PT5M"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_interval(" 2m "), Ok(Duration::from_secs(120)));
+        for bad in ["", "soon", "0s", "500ms", "-5s", "5"] {
+            let error = parse_interval(bad).unwrap_err();
+            assert!(error.contains(&format!("{bad:?}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn only_spec_changes_of_policies_count() {
+        let policy = |generation: i64| {
+            let mut p = AttestationPolicy::new("p", AttestationPolicySpec::default());
+            p.metadata.generation = Some(generation);
+            DeserializeGuard(Ok(p))
+        };
+        let mut g = PolicyGenerations::default();
+        assert!(!g.changed(&watcher::Event::Init));
+        assert!(!g.changed(&watcher::Event::InitApply(policy(1))));
+        assert!(g.changed(&watcher::Event::InitDone));
+        assert!(
+            !g.changed(&watcher::Event::Apply(policy(1))),
+            "a status write"
+        );
+        assert!(g.changed(&watcher::Event::Apply(policy(2))), "a new spec");
+        assert!(g.changed(&watcher::Event::Delete(policy(2))));
+        assert!(
+            g.changed(&watcher::Event::Apply(policy(2))),
+            "created again"
+        );
+    }
+
+    #[test]
+    fn long_notes_are_cut_on_a_character_boundary() {
+        assert_eq!(note("short"), "short");
+        let long = "é".repeat(EVENT_NOTE_LIMIT);
+        let cut = note(&long);
+        assert!(cut.len() <= EVENT_NOTE_LIMIT && cut.ends_with("..."));
+    }
+}

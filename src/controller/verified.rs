@@ -58,19 +58,16 @@ impl VerifiedAttestations {
     /// Forget every attestation whose key `keep` refuses (deleted ones); returns how many.
     /// Not signalled as a change.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) -> usize {
-        let removed = {
-            let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-            let gone: Vec<String> = index
-                .attestation_keys()
-                .filter(|k| !keep(k))
-                .map(str::to_owned)
-                .collect();
-            for key in &gone {
-                index.remove(key);
-            }
-            gone.len()
-        };
-        removed
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        let gone: Vec<String> = index
+            .attestation_keys()
+            .filter(|k| !keep(k))
+            .map(str::to_owned)
+            .collect();
+        for key in &gone {
+            index.remove(key);
+        }
+        gone.len()
     }
 
     /// The index, for reading (hold it briefly: the reconciler waits to write).
