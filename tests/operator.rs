@@ -346,7 +346,10 @@ async fn service_account_rights_are_least_privilege() {
     assert!(can_i(&sa, &["list", "pods", "-A"]));
     assert!(can_i(&sa, &["watch", "pods", "-n", "default"]));
     assert!(can_i(&sa, &["watch", "namespaces"]));
-    assert!(can_i(&sa, &["create", "events.events.k8s.io", "-n", "default"]));
+    assert!(can_i(
+        &sa,
+        &["create", "events.events.k8s.io", "-n", "default"]
+    ));
     // And nothing more.
     assert!(!can_i(&sa, &["create", "pods", "-n", &ns]));
     assert!(!can_i(&sa, &["create", "pods", "-n", "default"]));
