@@ -17,7 +17,7 @@ GO_LDFLAGS  := -s -w -X $(VERSION_PKG).gitVersion=$(K8S_VERSION) -X $(VERSION_PK
 # force a relink), never download a Go toolchain. Change these flags and the first build is cold again.
 GO_BUILD := CGO_ENABLED=0 GOTOOLCHAIN=local go build -buildvcs=false -trimpath -tags notest
 
-.PHONY: deps controlplane cluster-up cluster-down cluster-status test
+.PHONY: deps controlplane cluster-up cluster-down cluster-status test demo
 
 deps:
 	@$(CLUSTER) deps
@@ -41,3 +41,10 @@ cluster-status:
 
 test: deps cluster-up
 	cargo test --all-targets
+
+# The enforcement walkthrough, typed out: binauthz run + kubectl + gpg on the test control plane.
+demo: cluster-up
+	cargo build --bin binauthz
+	@BINAUTHZ="$${CARGO_TARGET_DIR:-$(ROOT)/target}/debug/binauthz" \
+	  KUBECONFIG="$$(cd $(ROOT) && realpath -m "$${CLUSTER_DIR:-target/cluster}")/kubeconfig" \
+	  $(ROOT)/tests/demo.sh

@@ -33,8 +33,71 @@ pub enum Command {
     /// attestations in the inputs, with the webhook's engine and messages; exits 0 only when every
     /// workload is admitted.
     Evaluate(EvaluateArgs),
+    /// Move AttestationPolicies from and to Google Binary Authorization (gcloud's YAML).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Move Attestors from Google Binary Authorization (gcloud's YAML).
+    #[command(subcommand)]
+    Attestor(AttestorCommand),
     /// Run the controller (leader only, elected by a Lease) and the admission webhook.
     Run(RunArgs),
+}
+
+/// `binauthz policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the AttestationPolicy for a `gcloud container binauthz policy export` file (YAML or JSON).
+    Import(PolicyImportArgs),
+    /// Print an AttestationPolicy as `gcloud container binauthz policy import` takes it.
+    Export(PolicyExportArgs),
+}
+
+/// Arguments of `binauthz policy import`.
+#[derive(Debug, Args)]
+pub struct PolicyImportArgs {
+    /// The output of `gcloud container binauthz policy export`; `-` is stdin.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Name of the AttestationPolicy. Default: the project of the policy's `name`, else `imported`.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Use the rule of this clusterAdmissionRules key (LOCATION.CLUSTER, e.g. us-central1-a.prod)
+    /// as the default rule: an AttestationPolicy governs one cluster.
+    #[arg(long, value_name = "LOCATION.CLUSTER")]
+    pub cluster: Option<String>,
+}
+
+/// Arguments of `binauthz policy export`.
+#[derive(Debug, Args)]
+pub struct PolicyExportArgs {
+    /// YAML holding the AttestationPolicy; `-` is stdin.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Google Cloud project of the policy and its attestors: attestor NAME becomes
+    /// projects/PROJECT/attestors/NAME.
+    #[arg(long, value_name = "PROJECT")]
+    pub project: String,
+    /// Which AttestationPolicy, when the file holds several.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// `binauthz attestor ...`.
+#[derive(Debug, Subcommand)]
+pub enum AttestorCommand {
+    /// Print the Attestor for `gcloud container binauthz attestors describe NAME --format=yaml` output.
+    Import(AttestorImportArgs),
+}
+
+/// Arguments of `binauthz attestor import`.
+#[derive(Debug, Args)]
+pub struct AttestorImportArgs {
+    /// The output of `gcloud container binauthz attestors describe NAME --format=yaml`; `-` is stdin.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Name of the Attestor. Default: NAME of `projects/PROJECT/attestors/NAME`.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 /// Arguments of `binauthz run`; every flag also reads an environment variable.

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use binauthz::cli::{AttestationCommand, Cli, Command};
+use binauthz::cli::{AttestationCommand, AttestorCommand, Cli, Command, PolicyCommand};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -32,6 +32,15 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             runtime.block_on(binauthz::run::main(args))?;
         }
         Command::Evaluate(args) => return Ok(binauthz::commands::evaluate(&args)?),
+        Command::Policy(PolicyCommand::Import(args)) => {
+            print!("{}", binauthz::commands::policy_import(&args)?);
+        }
+        Command::Policy(PolicyCommand::Export(args)) => {
+            print!("{}", binauthz::commands::policy_export(&args)?);
+        }
+        Command::Attestor(AttestorCommand::Import(args)) => {
+            print!("{}", binauthz::commands::attestor_import(&args)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 //! one replica ever writes.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use crate::cli::RunArgs;
 use crate::controller::{self, WebhookSettings};
 use crate::crd::{AttestationPolicy, Attestor, ImageAttestation};
+use crate::metrics::LeaderMetrics;
 use crate::tls::{self, CertStore};
 
 /// Name of the Lease that elects the leader.
@@ -65,6 +67,9 @@ pub enum RunError {
     /// The controller stopped while this replica led; exiting lets a standby take over.
     #[error("the controller stopped unexpectedly; exiting so that another replica takes over")]
     LeaderStopped,
+    /// The admission webhook cannot be served.
+    #[error("admission webhook: {0}")]
+    Webhook(String),
 }
 
 /// Resolves when the leader task ends (never while there is none).
@@ -178,18 +183,34 @@ pub struct Serving {
     pub webhook_port: u16,
     /// Port of the plain-HTTP admin server.
     pub admin_port: u16,
+    /// Identity of this replica (`reportingInstance` of its Events).
+    pub identity: String,
+    /// The leader's metrics, served by every replica's `/metrics` (empty unless leading).
+    pub leader_metrics: Arc<LeaderMetrics>,
 }
 
-/// Serve admission reviews and the admin endpoints on every replica.
-async fn serve_admission(serving: Serving) {
-    // Call site of the admission webhook (src/webhook/, src/index.rs, src/admin.rs):
-    // replace the lines below with `crate::webhook::serve(serving).await`.
-    tracing::warn!(
-        webhook_port = serving.webhook_port,
-        admin_port = serving.admin_port,
-        "the admission webhook is not part of this build yet"
-    );
-    std::future::pending::<()>().await;
+/// Serve admission reviews and the admin endpoints on every replica (trust index watches,
+/// TLS webhook, admin server, Events); returns only when they cannot be served.
+async fn serve_admission(serving: Serving) -> Result<(), RunError> {
+    let tls = serving
+        .certs
+        .server_config()
+        .map_err(|e| RunError::Webhook(format!("TLS configuration: {e}")))?;
+    let certs = serving.certs.clone();
+    let options = crate::webhook::ServeOptions {
+        // All interfaces: in a cluster the Service reaches the pod IP, probes the admin port.
+        webhook_addr: SocketAddr::from(([0, 0, 0, 0], serving.webhook_port)),
+        admin_addr: SocketAddr::from(([0, 0, 0, 0], serving.admin_port)),
+        tls: Arc::new(tls),
+        tls_loaded: Arc::new(move || certs.is_loaded()),
+        instance: Some(serving.identity),
+        watch: crate::index::watch::WatchOptions::default(),
+        leader_metrics: serving.leader_metrics,
+    };
+    crate::webhook::serve(serving.client, options, |_| {}, std::future::pending())
+        .await
+        .map_err(|e| RunError::Webhook(e.to_string()))?;
+    Err(RunError::Webhook("stopped".to_owned()))
 }
 
 async fn client(kubeconfig: Option<&Path>) -> Result<Client, RunError> {
@@ -239,7 +260,12 @@ async fn check_crds(client: &Client) -> Result<(), RunError> {
 }
 
 /// The work only the leader does: keep the certificate Secret valid and run the controller.
-async fn lead(client: Client, config: Arc<RunConfig>, certs: Arc<CertStore>) {
+async fn lead(
+    client: Client,
+    config: Arc<RunConfig>,
+    certs: Arc<CertStore>,
+    metrics: Arc<LeaderMetrics>,
+) {
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
     tokio::select! {
         () = tls::maintain_secret(
@@ -254,6 +280,7 @@ async fn lead(client: Client, config: Arc<RunConfig>, certs: Arc<CertStore>) {
             certs,
             config.identity.clone(),
             config.validation_interval,
+            metrics,
         ) => {}
     }
 }
@@ -270,12 +297,15 @@ pub async fn run(
     let certs = CertStore::new();
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
     let follower = tokio::spawn(tls::follow_secret(secrets, certs.clone()));
-    let admission = tokio::spawn(serve_admission(Serving {
+    let leader_metrics = Arc::new(LeaderMetrics::default());
+    let mut admission = tokio::spawn(serve_admission(Serving {
         client: client.clone(),
         certs: certs.clone(),
         namespace: config.webhook.namespace.clone(),
         webhook_port: config.webhook_port,
         admin_port: config.admin_port,
+        identity: config.identity.clone(),
+        leader_metrics: leader_metrics.clone(),
     }));
 
     let lease = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
@@ -298,6 +328,15 @@ pub async fn run(
                 outcome = Err(RunError::LeaderStopped);
                 break;
             }
+            served = &mut admission => {
+                // The webhook only ends when it cannot serve (e.g. its port is taken).
+                outcome = Err(match served {
+                    Ok(Err(error)) => error,
+                    Ok(Ok(())) => RunError::Webhook("stopped".to_owned()),
+                    Err(error) => RunError::Webhook(format!("the task failed: {error}")),
+                });
+                break;
+            }
             changed = leading.changed() => {
                 if changed.is_err() {
                     tracing::error!("leader election stopped");
@@ -307,11 +346,18 @@ pub async fn run(
                 match (is_leader, leader.take()) {
                     (true, None) => {
                         tracing::info!(identity = %config.identity, "became the leader");
-                        leader = Some(tokio::spawn(lead(client.clone(), config.clone(), certs.clone())));
+                        leader = Some(tokio::spawn(lead(
+                            client.clone(),
+                            config.clone(),
+                            certs.clone(),
+                            leader_metrics.clone(),
+                        )));
                     }
                     (false, Some(task)) => {
                         tracing::warn!(identity = %config.identity, "lost the leadership; stopping the controller");
                         task.abort();
+                        // Only the leader reports; a standby's stale values would count twice.
+                        leader_metrics.clear();
                     }
                     (_, task) => leader = task,
                 }

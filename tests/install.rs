@@ -69,3 +69,60 @@ fn config_default_applies_on_a_real_apiserver() {
     }
     assert!(out.contains("(server dry run)"), "{out}");
 }
+
+#[test]
+fn examples_apply_to_a_real_apiserver() {
+    let root = support::cluster::repo_root();
+    let path = |p: &str| root.join(p).to_str().unwrap().to_owned();
+    let crds = kubectl([
+        "apply",
+        "-f",
+        &path("crds/attestors.yaml"),
+        "-f",
+        &path("crds/attestationpolicies.yaml"),
+        "-f",
+        &path("crds/imageattestations.yaml"),
+    ]);
+    assert!(crds.status.success(), "{}", text(&crds));
+    let established = kubectl([
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/attestors.binauthz.dev",
+        "crd/attestationpolicies.binauthz.dev",
+        "crd/imageattestations.binauthz.dev",
+    ]);
+    assert!(established.status.success(), "{}", text(&established));
+    // Namespaces for real (namespaced objects need them), everything else by server-side dry run,
+    // so the example policies never govern other tests' namespaces.
+    let namespaces = kubectl(["apply", "-f", &path("examples/workloads/namespaces.yaml")]);
+    assert!(namespaces.status.success(), "{}", text(&namespaces));
+    // `policies/` without `policies/gke/`, which holds a gcloud export, not a Kubernetes object.
+    let applied = kubectl([
+        "apply",
+        "--dry-run=server",
+        "-f",
+        &path("examples/attestors"),
+        "-f",
+        &path("examples/policies"),
+        "-f",
+        &path("examples/attestations"),
+        "-f",
+        &path("examples/workloads"),
+    ]);
+    let out = text(&applied);
+    assert!(
+        applied.status.success(),
+        "the apiserver refused an example: {out}"
+    );
+    for object in [
+        "attestor.binauthz.dev/build",
+        "attestor.binauthz.dev/qa",
+        "attestationpolicy.binauthz.dev/",
+        "imageattestation.binauthz.dev/",
+        "deployment.apps/",
+        "cronjob.batch/",
+    ] {
+        assert!(out.contains(object), "{object} missing from: {out}");
+    }
+}

@@ -18,7 +18,7 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 use support::cluster::{self, kubectl, kubectl_stdin};
 use support::operator::{
-    get_json, install_crds, ok, rbac_yaml, start_operator, wait_for, wait_rbac,
+    get_json, http_get, install_crds, ok, rbac_yaml, start_operator, wait_for, wait_rbac,
 };
 
 const SIGNED: &str = "sha256:5d2b0b6a3c8e4f1a9b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a";
@@ -146,7 +146,7 @@ async fn running_pods_are_judged_again_and_reported() {
     }
 
     // The controller, as its ServiceAccount, judging every pod every 3 seconds.
-    let (stop, operator) = start_operator(
+    let operator = start_operator(
         &ns,
         &webhook_name,
         &format!("test-{suffix}"),
@@ -242,6 +242,12 @@ async fn running_pods_are_judged_again_and_reported() {
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     let column = header.iter().position(|h| *h == "VIOLATIONS").unwrap();
     assert_eq!(row[column], "3", "{out}");
+    let three = format!("binauthz_policy_violations{{policy=\"{policy}\"}} 3");
+    wait_for("the metric to count 3 violations", || async {
+        let text = http_get(operator.admin_port, "/metrics").await?;
+        text.lines().any(|l| l == three).then_some(()).ok_or(text)
+    })
+    .await;
 
     // A verified attestation for the signed digest: that pod no longer violates.
     let url = format!("registry.example/cv/app@{SIGNED}");
@@ -324,9 +330,29 @@ async fn running_pods_are_judged_again_and_reported() {
     }
     wait_report(&policies, &policy, 0, &[]).await;
 
+    // The metrics: violations per policy, and when the attestor's key expires.
+    let key_expiry =
+        format!("binauthz_key_expiry_seconds{{attestor=\"{attestor}\",key=\"{fpr}\"}} ");
+    let metrics = wait_for("the metrics to show 0 violations", || async {
+        let text = http_get(operator.admin_port, "/metrics").await?;
+        let zero = format!("binauthz_policy_violations{{policy=\"{policy}\"}} 0");
+        (text.lines().any(|l| l == zero) && text.contains(&key_expiry))
+            .then(|| text.clone())
+            .ok_or(text)
+    })
+    .await;
+    let expires: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key_expiry))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let in_two_years = jiff::Timestamp::now().as_second() + 2 * 365 * 86400;
+    assert!((expires - in_two_years).abs() < 3 * 86400, "{expires}");
+
     let _ = pods.delete("signed", &DeleteParams::default()).await;
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), operator)
+    operator.stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), operator.task)
         .await
         .unwrap()
         .unwrap()

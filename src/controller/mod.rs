@@ -28,6 +28,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt as _};
 
 use crate::crd::{AttestationPolicy, Attestor, ImageAttestation};
+use crate::metrics::LeaderMetrics;
 use crate::tls::CertStore;
 
 pub use webhook_config::{FailurePolicy, WebhookSettings};
@@ -128,6 +129,10 @@ pub struct Context {
     pub attestations: Store<DeserializeGuard<ImageAttestation>>,
     /// The attestation reconciler's own verification results (continuous validation's trust).
     pub verified: verified::VerifiedAttestations,
+    /// The attestor controller's cache (which attestors still exist).
+    pub attestor_objects: Store<DeserializeGuard<Attestor>>,
+    /// The leader's metrics: violations per policy, key expiry.
+    pub metrics: Arc<LeaderMetrics>,
     /// Transient-error backoff per object.
     pub backoff: Backoff,
 }
@@ -226,20 +231,22 @@ fn required_by<'a>(
 }
 
 /// Run every reconciler, the webhook configuration loop and continuous validation (every
-/// running pod judged every `validation_interval`) until one of them stops. Only the leader
-/// calls this.
+/// running pod judged every `validation_interval`) until one of them stops, reporting in
+/// `metrics`. Only the leader calls this.
 pub async fn run(
     client: Client,
     settings: Arc<WebhookSettings>,
     certs: Arc<CertStore>,
     identity: String,
     validation_interval: Duration,
+    metrics: Arc<LeaderMetrics>,
 ) {
     let attestor_api = Api::<DeserializeGuard<Attestor>>::all(client.clone());
     let attestation_api = Api::<DeserializeGuard<ImageAttestation>>::all(client.clone());
     let policy_api = Api::<DeserializeGuard<AttestationPolicy>>::all(client.clone());
 
     let attestor_controller = Controller::new(attestor_api.clone(), watch_config());
+    let attestor_store = attestor_controller.store();
 
     let attestation_controller = Controller::new(attestation_api.clone(), watch_config())
         .with_config(ControllerConfig::default().concurrency(16));
@@ -263,6 +270,8 @@ pub async fn run(
         attestors: image_attestation::AttestorCache::default(),
         attestations: attestation_store.clone(),
         verified: verified::VerifiedAttestations::default(),
+        attestor_objects: attestor_store,
+        metrics,
         backoff: Backoff::default(),
     });
 

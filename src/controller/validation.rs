@@ -580,10 +580,12 @@ impl Validator {
         let api = Api::<DeserializeGuard<AttestationPolicy>>::all(self.ctx.client.clone());
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let mut ok = true;
+        let mut counts = BTreeMap::new();
         for object in self.policies.state() {
             let Ok(policy) = &object.0 else { continue };
             let name = policy.name_any();
             let (count, listed) = self.violations.report(&name);
+            counts.insert(name.clone(), i64::from(count));
             if !differs(policy.status.as_ref(), count, &listed) {
                 continue;
             }
@@ -598,6 +600,7 @@ impl Validator {
                 }
             }
         }
+        self.ctx.metrics.set_policy_violations(&counts);
         ok
     }
 }

@@ -165,20 +165,35 @@ pub async fn wait_rbac(ns: &str) {
 /// The task of a running `binauthz run`.
 pub type Operator = tokio::task::JoinHandle<Result<(), RunError>>;
 
+/// A free port on 127.0.0.1 (free when asked; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `binauthz run`.
+pub struct Started {
+    /// Send to stop it.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// Its task.
+    pub task: Operator,
+    /// Port of its admin server (`/metrics`).
+    pub admin_port: u16,
+}
+
 /// Start `binauthz run` in-process as the ServiceAccount `binauthz` of `ns`, registering the
-/// webhook by a loopback URL with `failurePolicy: Ignore`; returns the stop switch and the
-/// task.
+/// webhook by a loopback URL with `failurePolicy: Ignore`.
 pub async fn start_operator(
     ns: &str,
     webhook_name: &str,
     identity: &str,
     validation_interval: Duration,
-) -> (tokio::sync::oneshot::Sender<()>, Operator) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+) -> Started {
+    let port = free_port();
+    let admin_port = free_port();
     let config = RunConfig {
         webhook: WebhookSettings {
             namespace: ns.to_owned(),
@@ -194,7 +209,7 @@ pub async fn start_operator(
         serving_names: binauthz::tls::serving_names("binauthz", ns, Some("127.0.0.1")),
         identity: identity.to_owned(),
         webhook_port: port,
-        admin_port: 0,
+        admin_port,
         kubeconfig: None,
         validation_interval,
     };
@@ -203,5 +218,33 @@ pub async fn start_operator(
     let operator = tokio::spawn(binauthz::run::run(config, sa_client, async {
         let _ = stopped.await;
     }));
-    (stop, operator)
+    Started {
+        stop,
+        task: operator,
+        admin_port,
+    }
+}
+
+/// `GET http://127.0.0.1:{port}{path}`: the body of a 200 answer, or why not.
+pub async fn http_get(port: u16, path: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if head.starts_with("HTTP/1.1 200") {
+        Ok(body.to_owned())
+    } else {
+        Err(head.lines().next().unwrap_or_default().to_owned())
+    }
 }

@@ -1,0 +1,459 @@
+//! The index without an API server: apply/delete/reset, verification jobs, cache, readiness.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use super::*;
+use crate::crd::{
+    AttestorPublicKey, EnforcementMode, ImageAttestationSpec, PkixPublicKey, Signature,
+};
+use crate::crypto::SignatureAlgorithm;
+use crate::policy::Workload;
+
+/// A P-256 key generated for the test: (private PKCS#8 PEM, public SPKI PEM, key id).
+pub(crate) struct TestKey {
+    private_pem: String,
+    public_pem: String,
+    id: String,
+}
+
+impl TestKey {
+    pub(crate) fn new() -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let public_pem = pair.public_key_pem();
+        let id = crate::crypto::pkix::PkixPublicKey::from_pem(
+            &public_pem,
+            SignatureAlgorithm::EcdsaP256Sha256,
+            None,
+        )
+        .unwrap()
+        .id()
+        .to_owned();
+        Self {
+            private_pem: pair.serialize_pem(),
+            public_pem,
+            id,
+        }
+    }
+
+    pub(crate) fn public_key(&self) -> AttestorPublicKey {
+        AttestorPublicKey {
+            pkix_public_key: Some(PkixPublicKey {
+                public_key_pem: self.public_pem.clone(),
+                signature_algorithm: SignatureAlgorithm::EcdsaP256Sha256,
+            }),
+            ..AttestorPublicKey::default()
+        }
+    }
+
+    pub(crate) fn attestor(&self) -> AttestorSpec {
+        AttestorSpec {
+            description: None,
+            public_keys: vec![self.public_key()],
+        }
+    }
+
+    /// An attestation by `attestor` for `artifact_url`, signed with this key.
+    pub(crate) fn attest(&self, attestor: &str, artifact_url: &str) -> ImageAttestationSpec {
+        let payload = crate::payload::create(artifact_url).unwrap();
+        let signature = crate::crypto::pkix::sign(
+            &self.private_pem,
+            SignatureAlgorithm::EcdsaP256Sha256,
+            &payload,
+            false,
+        )
+        .unwrap();
+        ImageAttestationSpec {
+            artifact_url: artifact_url.to_owned(),
+            attestor: attestor.to_owned(),
+            serialized_payload: Some(STANDARD.encode(&payload)),
+            signatures: vec![Signature {
+                public_key_id: self.id.clone(),
+                signature: STANDARD.encode(signature),
+            }],
+        }
+    }
+}
+
+pub(crate) fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+fn url(c: char) -> String {
+    format!("gcr.io/p/app@{}", digest(c))
+}
+
+fn d(c: char) -> Digest {
+    Digest::parse(&digest(c)).unwrap()
+}
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+/// Run every job and complete it; returns how many ran.
+fn run_all(state: &mut IndexState, jobs: Vec<Job>) -> usize {
+    let n = jobs.len();
+    for job in jobs {
+        let outcome = job.run(now());
+        state.complete(&job, outcome);
+    }
+    n
+}
+
+fn state() -> (IndexState, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    (IndexState::new(metrics.clone()), metrics)
+}
+
+/// A state with every list synced: attestor `build` with `key`, and `attestations`.
+fn synced(
+    key: &TestKey,
+    attestations: Vec<(String, ImageAttestationSpec)>,
+) -> (IndexState, Arc<Metrics>) {
+    let (mut s, metrics) = state();
+    s.reset_policies(Vec::new());
+    s.reset_namespaces(Vec::new());
+    let mut jobs = s.reset_attestors(vec![("build".to_owned(), key.attestor())]);
+    jobs.extend(s.reset_attestations(attestations));
+    run_all(&mut s, jobs);
+    (s, metrics)
+}
+
+#[test]
+fn verified_attestations_enter_the_index_and_make_it_ready() {
+    let key = TestKey::new();
+    let (mut s, metrics) = state();
+    let index = s.index().clone();
+    assert!(!index.is_ready());
+    let not_ready = index.not_ready().unwrap();
+    assert_eq!(
+        not_ready.to_string(),
+        "binauthz trust index not ready: waiting for the initial list of attestors, imageattestations, attestationpolicies, namespaces and 0 signature verifications; retry in a few seconds"
+    );
+    s.reset_policies(Vec::new());
+    s.reset_namespaces(Vec::new());
+    assert!(
+        s.reset_attestors(vec![("build".into(), key.attestor())])
+            .is_empty()
+    );
+    let jobs = s.reset_attestations(vec![("ns/a".into(), key.attest("build", &url('a')))]);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(s.pending(), 1);
+    // Every list arrived, but the verification is still running: not ready, not trusted.
+    assert!(!index.is_ready());
+    assert_eq!(index.not_ready().unwrap().pending, 1);
+    assert!(!index.is_attested("build", &d('a')));
+    let workload = Workload::from_json(&serde_json::json!({
+        "kind": "Pod", "spec": {"containers": [{"image": url('a')}]}
+    }))
+    .unwrap()
+    .unwrap();
+    assert!(index.decide("default", &workload).is_err());
+
+    run_all(&mut s, jobs);
+    assert_eq!(s.pending(), 0);
+    assert!(index.is_ready());
+    assert!(index.not_ready().is_none());
+    assert!(index.is_attested("build", &d('a')));
+    assert!(!index.is_attested("build", &d('b')));
+    assert!(!index.is_attested("other", &d('a')));
+    assert!(index.is_trusted("ns/a"));
+    assert_eq!(index.trust_entries(), 1);
+    assert_eq!(metrics.verifications(), (1, 0));
+    assert_eq!(metrics.trust_entries(), 1);
+    assert!(index.decide("default", &workload).unwrap().allowed);
+}
+
+#[test]
+fn failed_verifications_stay_out_and_are_cached() {
+    let key = TestKey::new();
+    let other = TestKey::new();
+    // Signed by a key the attestor does not have.
+    let forged = other.attest("build", &url('a'));
+    let (mut s, metrics) = synced(&key, vec![("ns/forged".into(), forged.clone())]);
+    assert!(s.index().is_ready());
+    assert!(!s.index().is_attested("build", &d('a')));
+    assert_eq!(metrics.verifications(), (0, 1));
+    // The same content again (a relist) is not verified again.
+    assert!(
+        s.reset_attestations(vec![("ns/forged".into(), forged)])
+            .is_empty()
+    );
+    assert_eq!(metrics.verifications(), (0, 1));
+}
+
+#[test]
+fn removing_an_attestor_key_flips_its_entries_out_at_once() {
+    let key = TestKey::new();
+    let (mut s, metrics) = synced(
+        &key,
+        vec![
+            ("ns/a".into(), key.attest("build", &url('a'))),
+            ("ns/b".into(), key.attest("build", &url('b'))),
+        ],
+    );
+    let index = s.index().clone();
+    assert!(index.is_attested("build", &d('a')) && index.is_attested("build", &d('b')));
+
+    // The key is replaced by another: both leave the index before any job runs.
+    let other = TestKey::new();
+    let jobs = s.apply_attestor("build", other.attestor());
+    assert_eq!(jobs.len(), 2);
+    assert!(!index.is_attested("build", &d('a')));
+    assert!(!index.is_attested("build", &d('b')));
+    assert_eq!(index.trust_entries(), 0);
+    run_all(&mut s, jobs);
+    assert_eq!(index.trust_entries(), 0);
+    assert_eq!(metrics.verifications(), (2, 2));
+
+    // Back to the old key: the cache answers, nothing is verified again.
+    assert!(s.apply_attestor("build", key.attestor()).is_empty());
+    assert!(index.is_attested("build", &d('a')) && index.is_attested("build", &d('b')));
+    assert_eq!(metrics.verifications(), (2, 2));
+
+    // The same spec again (a relist, a status change) parses nothing and runs nothing.
+    assert!(s.apply_attestor("build", key.attestor()).is_empty());
+
+    // No key at all.
+    let jobs = s.apply_attestor("build", AttestorSpec::default());
+    assert!(!index.is_attested("build", &d('a')));
+    run_all(&mut s, jobs);
+    assert_eq!(index.trust_entries(), 0);
+}
+
+#[test]
+fn deleting_an_attestor_untrusts_and_recreating_it_restores_from_cache() {
+    let key = TestKey::new();
+    let (mut s, metrics) = synced(&key, vec![("ns/a".into(), key.attest("build", &url('a')))]);
+    s.delete_attestor("build");
+    assert!(!s.index().is_attested("build", &d('a')));
+    assert_eq!(s.pending(), 0);
+    assert!(s.apply_attestor("build", key.attestor()).is_empty());
+    assert!(s.index().is_attested("build", &d('a')));
+    assert_eq!(metrics.verifications(), (1, 0));
+    // An attestation naming an attestor that does not exist is never trusted nor verified.
+    assert!(
+        s.apply_attestation("ns/x", key.attest("missing", &url('c')))
+            .is_empty()
+    );
+    assert!(!s.index().is_attested("missing", &d('c')));
+    // Until the attestor appears.
+    let jobs = s.apply_attestor("missing", key.attestor());
+    assert_eq!(jobs.len(), 1);
+    run_all(&mut s, jobs);
+    assert!(s.index().is_attested("missing", &d('c')));
+}
+
+#[test]
+fn updating_an_attestation_replaces_what_it_vouched_for() {
+    let key = TestKey::new();
+    let (mut s, _) = synced(&key, vec![("ns/a".into(), key.attest("build", &url('a')))]);
+    let index = s.index().clone();
+    let jobs = s.apply_attestation("ns/a", key.attest("build", &url('b')));
+    // The old digest leaves at once; the new one only once verified.
+    assert!(!index.is_attested("build", &d('a')));
+    assert!(!index.is_attested("build", &d('b')));
+    run_all(&mut s, jobs);
+    assert!(!index.is_attested("build", &d('a')));
+    assert!(index.is_attested("build", &d('b')));
+    assert_eq!(index.trust_entries(), 1);
+
+    // An update to content that does not verify removes it.
+    let mut broken = key.attest("build", &url('c'));
+    broken.artifact_url = url('d');
+    let jobs = s.apply_attestation("ns/a", broken);
+    run_all(&mut s, jobs);
+    assert_eq!(index.trust_entries(), 0);
+    assert!(!index.is_attested("build", &d('c')) && !index.is_attested("build", &d('d')));
+
+    // Moving an attestation to another attestor.
+    let jobs = s.apply_attestation("ns/a", key.attest("build", &url('e')));
+    run_all(&mut s, jobs);
+    assert!(s.apply_attestor("qa", key.attestor()).is_empty());
+    let jobs = s.apply_attestation("ns/a", key.attest("qa", &url('e')));
+    run_all(&mut s, jobs);
+    assert!(index.is_attested("qa", &d('e')));
+    assert!(!index.is_attested("build", &d('e')));
+    // Changing build's keys no longer touches it.
+    assert!(
+        s.apply_attestor("build", AttestorSpec::default())
+            .is_empty()
+    );
+    assert!(index.is_attested("qa", &d('e')));
+}
+
+#[test]
+fn a_job_for_old_content_does_not_apply() {
+    let key = TestKey::new();
+    let (mut s, _) = synced(&key, Vec::new());
+    let old = s.apply_attestation("ns/a", key.attest("build", &url('a')));
+    let new = s.apply_attestation("ns/a", key.attest("build", &url('b')));
+    assert_eq!(s.pending(), 1);
+    // The job for the first content finishes last... first: it must not be applied.
+    run_all(&mut s, old);
+    assert!(!s.index().is_attested("build", &d('a')));
+    assert_eq!(s.pending(), 1);
+    run_all(&mut s, new);
+    assert!(s.index().is_attested("build", &d('b')));
+    assert_eq!(s.pending(), 0);
+    // A job whose attestation was deleted meanwhile does nothing either.
+    let jobs = s.apply_attestation("ns/c", key.attest("build", &url('c')));
+    s.delete_attestation("ns/c");
+    assert_eq!(s.pending(), 0);
+    run_all(&mut s, jobs);
+    assert!(!s.index().is_attested("build", &d('c')));
+}
+
+#[test]
+fn relist_removes_what_vanished_and_verifies_nothing_unchanged() {
+    let key = TestKey::new();
+    let a = key.attest("build", &url('a'));
+    let b = key.attest("build", &url('b'));
+    let (mut s, metrics) = synced(&key, vec![("ns/a".into(), a.clone()), ("ns/b".into(), b)]);
+    assert_eq!(s.index().trust_entries(), 2);
+    // The watch restarts; b was deleted meanwhile, c created.
+    let jobs = s.reset_attestations(vec![
+        ("ns/a".into(), a),
+        ("ns/c".into(), key.attest("build", &url('c'))),
+    ]);
+    assert_eq!(jobs.len(), 1, "only the new attestation is verified");
+    run_all(&mut s, jobs);
+    let index = s.index();
+    assert!(index.is_attested("build", &d('a')));
+    assert!(!index.is_attested("build", &d('b')));
+    assert!(index.is_attested("build", &d('c')));
+    assert_eq!(metrics.verifications(), (3, 0));
+    // Attestors vanish the same way.
+    assert!(s.reset_attestors(Vec::new()).is_empty());
+    assert_eq!(s.index().trust_entries(), 0);
+    // Namespaces and policies too.
+    s.reset_namespaces(vec![("a".into(), BTreeMap::new())]);
+    s.apply_namespace("b", BTreeMap::from([("k".into(), "v".into())]));
+    assert!(s.index().namespace_labels("b").is_some());
+    s.reset_namespaces(vec![("a".into(), BTreeMap::new())]);
+    assert!(s.index().namespace_labels("b").is_none());
+    s.delete_namespace("a");
+    assert!(s.index().namespace_labels("a").is_none());
+}
+
+#[test]
+fn reverification_keeps_entries_until_it_says_otherwise_and_prunes_the_cache() {
+    let key = TestKey::new();
+    let (mut s, metrics) = synced(&key, vec![("ns/a".into(), key.attest("build", &url('a')))]);
+    // An unreferenced cache entry (from a former attestor spec).
+    let other = TestKey::new();
+    let jobs = s.apply_attestor("build", other.attestor());
+    run_all(&mut s, jobs);
+    assert!(s.apply_attestor("build", key.attestor()).is_empty());
+    assert_eq!(s.cached(), 2);
+    let jobs = s.reverify_all();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        s.cached(),
+        1,
+        "the cached outcome for the other key is forgotten"
+    );
+    assert!(s.index().is_attested("build", &d('a')));
+    assert_eq!(
+        s.pending(),
+        0,
+        "re-verification does not make the index unready"
+    );
+    run_all(&mut s, jobs);
+    assert!(s.index().is_attested("build", &d('a')));
+    assert_eq!(metrics.verifications(), (2, 1));
+    // A re-verification that fails (simulated: a key that expired) takes the entry out.
+    let jobs = s.reverify_all();
+    for job in jobs {
+        s.complete(
+            &job,
+            Err(verify::Failure {
+                reason: verify::Reason::KeyExpired,
+                message: "expired".into(),
+            }),
+        );
+    }
+    assert!(!s.index().is_attested("build", &d('a')));
+}
+
+#[test]
+fn policies_and_namespaces_are_published() {
+    let (mut s, _) = state();
+    let spec = AttestationPolicySpec {
+        default_admission_rule: AdmissionRule {
+            evaluation_mode: EvaluationMode::AlwaysAllow,
+            enforcement_mode: EnforcementMode::EnforcedBlockAndAuditLog,
+            require_attestations_by: Vec::new(),
+        },
+        ..AttestationPolicySpec::default()
+    };
+    s.reset_policies(vec![("b".into(), Ok(spec.clone()))]);
+    s.apply_policy("a", Ok(&spec));
+    let names: Vec<String> = s
+        .index()
+        .policies()
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    s.delete_policy("a");
+    assert_eq!(s.index().policies().len(), 1);
+    s.reset_namespaces(Vec::new());
+    s.reset_attestors(Vec::new());
+    s.reset_attestations(Vec::new());
+    assert!(s.index().is_ready());
+
+    let workload = Workload::from_json(&serde_json::json!({
+        "kind": "Pod", "spec": {"containers": [{"image": "nginx"}]}
+    }))
+    .unwrap()
+    .unwrap();
+    assert!(s.index().decide("default", &workload).unwrap().allowed);
+    // A policy that cannot be read denies everything (fail closed).
+    s.apply_policy("broken", Err("unknown variant `SOMETIMES`".into()));
+    let decision = s.index().decide("default", &workload).unwrap();
+    assert!(!decision.allowed);
+    assert_eq!(
+        decision.message(),
+        "Image nginx denied by Binary Authorization default admission rule of policy broken. Denied by always_deny admission rule"
+    );
+}
+
+#[test]
+fn unknown_namespaces_match_on_their_name_label() {
+    let (mut s, _) = state();
+    let spec = AttestationPolicySpec {
+        namespace_selector: Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    NAMESPACE_NAME_LABEL.to_owned(),
+                    "prod".to_owned(),
+                )])),
+                match_expressions: None,
+            },
+        ),
+        default_admission_rule: AdmissionRule {
+            evaluation_mode: EvaluationMode::AlwaysDeny,
+            ..AdmissionRule::default()
+        },
+        ..AttestationPolicySpec::default()
+    };
+    s.reset_policies(vec![("p".into(), Ok(spec))]);
+    s.reset_namespaces(Vec::new());
+    s.reset_attestors(Vec::new());
+    s.reset_attestations(Vec::new());
+    let workload = Workload::from_json(&serde_json::json!({
+        "kind": "Pod", "spec": {"containers": [{"image": "nginx"}]}
+    }))
+    .unwrap()
+    .unwrap();
+    assert!(!s.index().decide("prod", &workload).unwrap().allowed);
+    assert!(s.index().decide("dev", &workload).unwrap().allowed);
+    // Known labels win over the fallback.
+    s.apply_namespace("prod", BTreeMap::new());
+    assert!(s.index().decide("prod", &workload).unwrap().allowed);
+}

@@ -1,0 +1,415 @@
+//! Prometheus metrics of the webhook and the trust index, in one explicit registry, and the
+//! leader's ([`LeaderMetrics`]: continuous validation and key expiry).
+//!
+//! Every label has a small, fixed set of values, or one value per policy or attestor key (few,
+//! and chosen by the operators); per-pod detail goes to logs and Events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Upper bounds of the admission latency histogram, in seconds: 10 µs to 100 ms.
+pub const DURATION_BUCKETS: [f64; 13] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1,
+];
+
+/// The outcome of one AdmissionReview, as counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdmissionResult {
+    /// Admitted: nothing refused, or the object needs no decision.
+    Allowed,
+    /// Denied by an enforced rule.
+    Denied,
+    /// Admitted, but a dry-run rule would have denied.
+    DryRun,
+    /// Admitted because the pod broke glass.
+    Breakglass,
+    /// No decision: malformed review, or the trust index was not ready.
+    Error,
+}
+
+impl AdmissionResult {
+    /// The `result` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::DryRun => "dry_run",
+            Self::Breakglass => "breakglass",
+            Self::Error => "error",
+        }
+    }
+
+    const ALL: [Self; 5] = [
+        Self::Allowed,
+        Self::Denied,
+        Self::DryRun,
+        Self::Breakglass,
+        Self::Error,
+    ];
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// All binauthz metrics. Counters are pre-created for every label value, so the admission path
+/// touches only atomics.
+#[derive(Debug)]
+pub struct Metrics {
+    decisions: [Counter; 5],
+    duration: Histogram,
+    trust_entries: Gauge<i64, std::sync::atomic::AtomicI64>,
+    verified: Counter,
+    verification_failed: Counter,
+    events_dropped: Counter<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::register(&mut Registry::default())
+    }
+}
+
+impl Metrics {
+    /// Create the metrics and register them (names prefixed `binauthz_`) in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let registry = registry.sub_registry_with_prefix("binauthz");
+        let decisions_family = Family::<ResultLabel, Counter>::default();
+        let decisions = AdmissionResult::ALL.map(|r| {
+            decisions_family
+                .get_or_create(&ResultLabel { result: r.as_str() })
+                .clone()
+        });
+        registry.register(
+            "admission_decisions",
+            "AdmissionReviews answered, by result",
+            decisions_family,
+        );
+        let duration = Histogram::new(DURATION_BUCKETS);
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer one AdmissionReview, from the whole body read to the answer",
+            duration.clone(),
+        );
+        let trust_entries = Gauge::default();
+        registry.register(
+            "trust_index_entries",
+            "Attestations whose signature this replica verified and trusts now",
+            trust_entries.clone(),
+        );
+        let verifications = Family::<ResultLabel, Counter>::default();
+        let verified = verifications
+            .get_or_create(&ResultLabel { result: "verified" })
+            .clone();
+        let verification_failed = verifications
+            .get_or_create(&ResultLabel { result: "failed" })
+            .clone();
+        registry.register(
+            "verifications",
+            "Attestation signature verifications run by this replica (cache hits are not counted)",
+            verifications,
+        );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Kubernetes Events not sent because the event queue was full",
+            events_dropped.clone(),
+        );
+        Self {
+            decisions,
+            duration,
+            trust_entries,
+            verified,
+            verification_failed,
+            events_dropped,
+        }
+    }
+
+    /// Count one answered AdmissionReview and how long it took.
+    pub fn admission(&self, result: AdmissionResult, seconds: f64) {
+        let index = AdmissionResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(AdmissionResult::ALL.len() - 1);
+        if let Some(counter) = self.decisions.get(index) {
+            counter.inc();
+        }
+        self.duration.observe(seconds);
+    }
+
+    /// Number of AdmissionReviews answered with `result`.
+    pub fn decisions(&self, result: AdmissionResult) -> u64 {
+        AdmissionResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .and_then(|i| self.decisions.get(i))
+            .map_or(0, Counter::get)
+    }
+
+    /// Record the size of the trust index.
+    pub fn set_trust_entries(&self, entries: usize) {
+        self.trust_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// The last recorded size of the trust index.
+    pub fn trust_entries(&self) -> i64 {
+        self.trust_entries.get()
+    }
+
+    /// Count one signature verification.
+    pub fn verification(&self, verified: bool) {
+        if verified {
+            self.verified.inc();
+        } else {
+            self.verification_failed.inc();
+        }
+    }
+
+    /// Verifications run so far: (verified, failed).
+    pub fn verifications(&self) -> (u64, u64) {
+        (self.verified.get(), self.verification_failed.get())
+    }
+
+    /// Count one Event dropped because the queue was full.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
+    }
+
+    /// Events dropped so far.
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped.get()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabel {
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    attestor: String,
+    key: String,
+}
+
+/// What the leader reports: running pods violating each policy (continuous validation) and
+/// when each attestor key expires. Registered on every replica; only the leader sets values,
+/// and a replica that stops leading clears them, so summing over replicas counts once.
+#[derive(Debug, Default)]
+pub struct LeaderMetrics {
+    violations: Family<PolicyLabel, Gauge>,
+    key_expiry: Family<KeyLabels, Gauge>,
+    /// The label sets set so far, to remove those of deleted policies and keys.
+    policies: Mutex<BTreeSet<String>>,
+    keys: Mutex<BTreeMap<String, Vec<KeyLabels>>>,
+}
+
+impl LeaderMetrics {
+    /// Register the leader's metrics (names prefixed `binauthz_`) in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        let registry = registry.sub_registry_with_prefix("binauthz");
+        registry.register(
+            "policy_violations",
+            "Running pods that violate the policy, enforced or dry run (continuous validation)",
+            self.violations.clone(),
+        );
+        registry.register(
+            "key_expiry_seconds",
+            "When the attestor key expires, as a Unix timestamp (keys without expiry are absent)",
+            self.key_expiry.clone(),
+        );
+    }
+
+    /// Set the number of violating pods of every policy; policies not listed are removed.
+    pub fn set_policy_violations(&self, counts: &BTreeMap<String, i64>) {
+        let mut seen = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        for (policy, count) in counts {
+            self.violations
+                .get_or_create(&PolicyLabel {
+                    policy: policy.clone(),
+                })
+                .set(*count);
+        }
+        for gone in seen.iter().filter(|p| !counts.contains_key(*p)) {
+            self.violations.remove(&PolicyLabel {
+                policy: gone.clone(),
+            });
+        }
+        *seen = counts.keys().cloned().collect();
+    }
+
+    /// Number of violating pods last set for `policy`.
+    pub fn policy_violations(&self, policy: &str) -> Option<i64> {
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(policy)
+            .then(|| {
+                self.violations
+                    .get_or_create(&PolicyLabel {
+                        policy: policy.to_owned(),
+                    })
+                    .get()
+            })
+    }
+
+    /// Set the expiry (Unix seconds) of every key of `attestor` that expires, replacing what
+    /// was set for it before.
+    pub fn set_key_expiry(&self, attestor: &str, expiries: &[(String, i64)]) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let labels: Vec<KeyLabels> = expiries
+            .iter()
+            .map(|(key, _)| KeyLabels {
+                attestor: attestor.to_owned(),
+                key: key.clone(),
+            })
+            .collect();
+        for (label, (_, at)) in labels.iter().zip(expiries) {
+            self.key_expiry.get_or_create(label).set(*at);
+        }
+        for old in keys.get(attestor).into_iter().flatten() {
+            if !labels.contains(old) {
+                self.key_expiry.remove(old);
+            }
+        }
+        keys.insert(attestor.to_owned(), labels);
+    }
+
+    /// Remove the keys of every attestor `keep` refuses (deleted attestors).
+    pub fn retain_attestors(&self, keep: impl Fn(&str) -> bool) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.retain(|attestor, labels| {
+            let kept = keep(attestor);
+            if !kept {
+                for label in labels.iter() {
+                    self.key_expiry.remove(label);
+                }
+            }
+            kept
+        });
+    }
+
+    /// Remove every value (this replica no longer leads).
+    pub fn clear(&self) {
+        self.violations.clear();
+        self.key_expiry.clear();
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// The registry in Prometheus text format.
+pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format_has_every_metric_with_bounded_labels() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        metrics.admission(AdmissionResult::Denied, 0.000_02);
+        metrics.admission(AdmissionResult::Allowed, 0.2);
+        metrics.set_trust_entries(7);
+        metrics.verification(true);
+        metrics.verification(false);
+        metrics.verification(false);
+        let text = encode(&registry).unwrap();
+        for line in [
+            "binauthz_admission_decisions_total{result=\"denied\"} 1",
+            "binauthz_admission_decisions_total{result=\"allowed\"} 1",
+            "binauthz_admission_decisions_total{result=\"breakglass\"} 0",
+            "binauthz_admission_decisions_total{result=\"dry_run\"} 0",
+            "binauthz_admission_decisions_total{result=\"error\"} 0",
+            "binauthz_admission_duration_seconds_count 2",
+            "binauthz_trust_index_entries 7",
+            "binauthz_verifications_total{result=\"verified\"} 1",
+            "binauthz_verifications_total{result=\"failed\"} 2",
+            "binauthz_events_dropped_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        // Bucket bounds are printed as floats; compare them as numbers.
+        let buckets: Vec<(f64, u64)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("binauthz_admission_duration_seconds_bucket{le=\""))
+            .filter_map(|l| l.split_once("\"} "))
+            .filter_map(|(le, n)| Some((le.parse().ok()?, n.parse().ok()?)))
+            .collect();
+        let want: Vec<(f64, u64)> = DURATION_BUCKETS
+            .iter()
+            .map(|&le| (le, u64::from(le >= 0.000_02)))
+            .chain([(f64::INFINITY, 2)])
+            .collect();
+        assert_eq!(buckets, want);
+        assert_eq!(metrics.decisions(AdmissionResult::Denied), 1);
+        assert_eq!(metrics.verifications(), (1, 2));
+        assert_eq!(metrics.trust_entries(), 7);
+    }
+
+    #[test]
+    fn leader_metrics_follow_policies_and_keys() {
+        let mut registry = Registry::default();
+        let leader = LeaderMetrics::default();
+        leader.register(&mut registry);
+        leader.set_policy_violations(&BTreeMap::from([
+            ("prod".to_owned(), 3),
+            ("audit".to_owned(), 0),
+        ]));
+        leader.set_key_expiry("build", &[("AAAA".to_owned(), 1_800_000_000)]);
+        leader.set_key_expiry("qa", &[("ni:///sha-256;x".to_owned(), 1_900_000_000)]);
+        let text = encode(&registry).unwrap();
+        for line in [
+            "binauthz_policy_violations{policy=\"prod\"} 3",
+            "binauthz_policy_violations{policy=\"audit\"} 0",
+            "binauthz_key_expiry_seconds{attestor=\"build\",key=\"AAAA\"} 1800000000",
+            "binauthz_key_expiry_seconds{attestor=\"qa\",key=\"ni:///sha-256;x\"} 1900000000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        assert_eq!(leader.policy_violations("prod"), Some(3));
+        // A deleted policy, a replaced key and a deleted attestor go away.
+        leader.set_policy_violations(&BTreeMap::from([("prod".to_owned(), 1)]));
+        leader.set_key_expiry("build", &[("BBBB".to_owned(), 1_850_000_000)]);
+        leader.retain_attestors(|a| a != "qa");
+        let text = encode(&registry).unwrap();
+        assert!(
+            text.contains("binauthz_policy_violations{policy=\"prod\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("audit") && !text.contains("AAAA") && !text.contains("qa"),
+            "{text}"
+        );
+        assert!(text.contains("key=\"BBBB\"} 1850000000"), "{text}");
+        assert_eq!(leader.policy_violations("audit"), None);
+        leader.clear();
+        let text = encode(&registry).unwrap();
+        assert!(
+            !text.contains("policy=") && !text.contains("key="),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,763 @@
+//! The walkthrough of issue 4 on the real test control plane: `binauthz run` out of cluster, a
+//! gpg key, an Attestor, an AttestationPolicy, an attestation made with
+//! `binauthz create-signature-payload`, gpg and `binauthz attestation create`, and then kubectl
+//! against the API server, which calls the webhook over TLS at `https://127.0.0.1:<port>/validate`
+//! through the configuration binauthz generates.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod crypto_support;
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crypto_support::GpgHome;
+use serde_json::json;
+use support::cluster::{self, kubectl, kubectl_stdin};
+
+const DIGEST: &str = "sha256:845f77fab71033404f4cfceaa1ddb27b70c3551ceb22a5e7f4498cdda6c9daea";
+const TAG: &str = "Expected digest with sha256 scheme, but got tag or malformed digest";
+const NOT_ATTESTED: &str =
+    "No attestations found that were valid and signed by a key trusted by the attestor";
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Print a command as a user types it, and what they see.
+fn show(typed: &str, out: &Output) {
+    println!("$ {typed}");
+    for line in text(&out.stdout).lines().chain(text(&out.stderr).lines()) {
+        println!("  {line}");
+    }
+}
+
+fn ok(typed: &str, out: Output) -> Output {
+    show(typed, &out);
+    assert!(
+        out.status.success(),
+        "`{typed}` failed ({}):\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+fn fails(typed: &str, out: Output) -> String {
+    show(typed, &out);
+    assert!(
+        !out.status.success(),
+        "`{typed}` should have failed:\n{}",
+        text(&out.stdout)
+    );
+    text(&out.stderr)
+}
+
+fn binauthz(args: &[&str]) -> Output {
+    Command::new(assert_cmd::cargo::cargo_bin("binauthz"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Retry `check` until it returns `Some`, for at most 60 s (watches are asynchronous).
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() > deadline => {
+                panic!("timed out waiting for {what}: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// A plain-HTTP GET on the admin port.
+fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (code, body)
+}
+
+/// `binauthz run`, out of cluster as its ServiceAccount: it registers its webhook by URL,
+/// issues its serving certificate, runs the controller (leader of its own Lease) and serves
+/// the webhook.
+struct Binauthz {
+    child: Child,
+    configuration: String,
+    admin: SocketAddr,
+    log: tempfile::NamedTempFile,
+    _kubeconfig: tempfile::NamedTempFile,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The RBAC of config/rbac/ for binauthz in `namespace`, with cluster-wide names made unique
+/// and the webhook configuration named `configuration`.
+fn rbac(namespace: &str, configuration: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rbac");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "kustomization.yaml"))
+        .collect();
+    files.sort();
+    let mut out = String::new();
+    for file in files {
+        let mut doc: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let kind = doc["kind"].as_str().unwrap().to_owned();
+        if doc["metadata"].get("namespace").is_some() {
+            doc["metadata"]["namespace"] = json!(namespace);
+        }
+        if kind.starts_with("Cluster") {
+            doc["metadata"]["name"] = json!(configuration);
+        }
+        if kind == "ClusterRoleBinding" {
+            doc["roleRef"]["name"] = json!(configuration);
+        }
+        if let Some(subjects) = doc.get_mut("subjects").and_then(|s| s.as_array_mut()) {
+            for subject in subjects {
+                subject["namespace"] = json!(namespace);
+            }
+        }
+        if kind == "ClusterRole" {
+            for rule in doc["rules"].as_array_mut().unwrap() {
+                if rule["resources"][0] == "validatingwebhookconfigurations" {
+                    rule["resourceNames"] = json!([configuration]);
+                }
+            }
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&doc).unwrap());
+    }
+    out
+}
+
+/// The admin kubeconfig, acting as binauthz's ServiceAccount in `namespace`.
+fn service_account_kubeconfig(namespace: &str) -> tempfile::NamedTempFile {
+    let mut config: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(cluster::kubeconfig()).unwrap()).unwrap();
+    for user in config["users"].as_array_mut().unwrap() {
+        user["user"]["as"] = json!(format!("system:serviceaccount:{namespace}:binauthz"));
+        user["user"]["as-groups"] = json!([
+            "system:serviceaccounts",
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated",
+        ]);
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_yaml::to_string(&config).unwrap()).unwrap();
+    file
+}
+
+impl Binauthz {
+    /// Start `binauthz run` in `namespace`, as its ServiceAccount with only the rights of
+    /// config/rbac/.
+    fn start(namespace: &str) -> Self {
+        let configuration = cluster::unique_name("binauthz-walkthrough");
+        let out = kubectl_stdin(["apply", "-f", "-"], &rbac(namespace, &configuration));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let service_account = format!("system:serviceaccount:{namespace}:binauthz");
+        eventually("the RBAC to take effect", || {
+            let out = kubectl([
+                "auth",
+                "can-i",
+                "watch",
+                "namespaces",
+                "--as",
+                &service_account,
+            ]);
+            out.status
+                .success()
+                .then_some(())
+                .ok_or_else(|| text(&out.stdout))
+        });
+        let kubeconfig = service_account_kubeconfig(namespace);
+        let webhook_port = free_port();
+        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let url = format!("https://127.0.0.1:{webhook_port}/validate");
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let args = [
+            "run",
+            "--kubeconfig",
+            kubeconfig.path().to_str().unwrap(),
+            "--namespace",
+            namespace,
+            "--identity",
+            "walkthrough",
+            "--webhook-url",
+            &url,
+            "--webhook-port",
+            &webhook_port.to_string(),
+            "--admin-port",
+            &admin.port().to_string(),
+            "--webhook-configuration",
+            &configuration,
+            // Other test binaries share the control plane after this one: should this process
+            // die without cleaning up, its configuration must not block their pods.
+            "--failure-policy",
+            "ignore",
+        ];
+        println!("$ binauthz {}", args.join(" "));
+        let child = Command::new(assert_cmd::cargo::cargo_bin("binauthz"))
+            .args(args)
+            .env("RUST_LOG", "binauthz=info")
+            .stdin(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let binauthz = Self {
+            child,
+            configuration,
+            admin,
+            log,
+            _kubeconfig: kubeconfig,
+        };
+        eventually("binauthz to be ready", || {
+            match admin_get(binauthz.admin, "/readyz") {
+                (200, _) => Ok(()),
+                (code, body) => Err(format!("{code} {body}\n{}", binauthz.log())),
+            }
+        });
+        binauthz
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Wait until the generated configuration sends pods and workloads to the webhook.
+    fn wait_for_configuration(&self) {
+        eventually("the generated webhook configuration", || {
+            let out = kubectl([
+                "get",
+                "validatingwebhookconfiguration",
+                &self.configuration,
+                "-o",
+                "jsonpath={.webhooks[*].name}",
+            ]);
+            let names = text(&out.stdout);
+            (names == "pods.binauthz.dev workloads.binauthz.dev")
+                .then_some(())
+                .ok_or(names)
+        });
+    }
+}
+
+impl Drop for Binauthz {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Never leave a webhook configuration pointing at a server that is gone.
+        for kind in [
+            "validatingwebhookconfiguration",
+            "clusterrolebinding",
+            "clusterrole",
+        ] {
+            let _ = kubectl(["delete", kind, &self.configuration, "--ignore-not-found"]);
+        }
+        if std::thread::panicking() {
+            eprintln!("--- binauthz log ---\n{}", self.log());
+        }
+    }
+}
+
+fn install_crds() {
+    let crds = format!("{}/crds", env!("CARGO_MANIFEST_DIR"));
+    // crds/ is also a kustomize base.
+    let out = kubectl(["apply", "--server-side", "--force-conflicts", "-k", &crds]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for crd in [
+        "attestors.binauthz.dev",
+        "attestationpolicies.binauthz.dev",
+        "imageattestations.binauthz.dev",
+    ] {
+        let out = kubectl([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/{crd}"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
+
+fn policy(name: &str, namespace: &str, attestor: &str, enforcement: &str) -> String {
+    json!({
+        "apiVersion": "binauthz.dev/v1alpha1",
+        "kind": "AttestationPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            // Only the walkthrough's namespace: the control plane is shared by other tests.
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "defaultAdmissionRule": {
+                "evaluationMode": "REQUIRE_ATTESTATION",
+                "enforcementMode": enforcement,
+                "requireAttestationsBy": [attestor],
+            },
+        },
+    })
+    .to_string()
+}
+
+fn deployment(namespace: &str, image: &str) -> String {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "unsigned-web", "namespace": namespace},
+        "spec": {
+            "selector": {"matchLabels": {"app": "unsigned-web"}},
+            "template": {
+                "metadata": {"labels": {"app": "unsigned-web"}},
+                "spec": {"containers": [{"name": "web", "image": image}]},
+            },
+        },
+    })
+    .to_string()
+}
+
+#[test]
+fn walkthrough() {
+    install_crds();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ns = runtime.block_on(cluster::temp_namespace("walkthrough"));
+    let system_ns = runtime.block_on(cluster::temp_namespace("binauthz-system"));
+    let attestor = cluster::unique_name("built-by-ci");
+    let policy_name = cluster::unique_name("require-ci");
+    let server = Binauthz::start(&system_ns);
+
+    // A PGP key, as a CI pipeline would hold it.
+    let gpg = GpgHome::new();
+    let fingerprint = gpg.gen_key("CI <ci@example.com>", "rsa3072", "sign", "1y");
+    let public_key = gpg.export(&fingerprint);
+
+    // The attestor and the policy.
+    let attestor_yaml = json!({
+        "apiVersion": "binauthz.dev/v1alpha1",
+        "kind": "Attestor",
+        "metadata": {"name": attestor},
+        "spec": {"publicKeys": [{"asciiArmoredPgpPublicKey": public_key}]},
+    })
+    .to_string();
+    ok(
+        "kubectl apply -f attestor.yaml",
+        kubectl_stdin(["apply", "-f", "-"], &attestor_yaml),
+    );
+    ok(
+        "kubectl apply -f policy.yaml",
+        kubectl_stdin(
+            ["apply", "-f", "-"],
+            &policy(&policy_name, &ns, &attestor, "ENFORCED_BLOCK_AND_AUDIT_LOG"),
+        ),
+    );
+
+    server.wait_for_configuration();
+
+    // Sign the image and publish the attestation.
+    let image = format!("gcr.io/google-samples/hello-app@{DIGEST}");
+    let payload = ok(
+        &format!("binauthz create-signature-payload --artifact-url {image} > payload.json"),
+        binauthz(&["create-signature-payload", "--artifact-url", &image]),
+    )
+    .stdout;
+    let payload_path = gpg.write("payload.json", &payload);
+    let signature = gpg.gpg(&[
+        "--armor",
+        "--local-user",
+        &fingerprint,
+        "--output",
+        "-",
+        "--sign",
+        &payload_path,
+    ]);
+    println!("$ gpg --local-user {fingerprint} --armor --sign --output signature.pgp payload.json");
+    let signature_path = gpg.write("signature.pgp", &signature);
+    let attestation = ok(
+        &format!(
+            "binauthz attestation create --artifact-url {image} --attestor {attestor} --signature-file signature.pgp --public-key-id {fingerprint} --namespace {ns}"
+        ),
+        binauthz(&[
+            "attestation",
+            "create",
+            "--artifact-url",
+            &image,
+            "--attestor",
+            &attestor,
+            "--signature-file",
+            &signature_path,
+            "--public-key-id",
+            &fingerprint,
+            "--namespace",
+            &ns,
+        ]),
+    );
+    ok(
+        "... | kubectl apply -f -",
+        kubectl_stdin(["apply", "-f", "-"], &text(&attestation.stdout)),
+    );
+
+    // The signed image runs (the webhook learns of the attestation through its watch).
+    eventually("the webhook to trust the attestation", || {
+        let out = kubectl([
+            "run",
+            "hello-server",
+            "-n",
+            &ns,
+            "--image",
+            &image,
+            "--dry-run=server",
+        ]);
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| text(&out.stderr))
+    });
+    let out = ok(
+        &format!("kubectl run hello-server --image {image}"),
+        kubectl(["run", "hello-server", "-n", &ns, "--image", &image]),
+    );
+    assert_eq!(text(&out.stdout).trim(), "pod/hello-server created");
+
+    // An unsigned image by tag is refused with Google's message.
+    let stderr = fails(
+        "kubectl run hello-world --image=nginx",
+        kubectl(["run", "hello-world", "-n", &ns, "--image=nginx"]),
+    );
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "Error from server (VIOLATES_POLICY): admission webhook \"pods.binauthz.dev\" denied the request: Image nginx denied by Binary Authorization default admission rule of policy {policy_name}. Image nginx denied by attestor {attestor}: {TAG}"
+        )
+    );
+
+    // A Deployment of an unsigned digest is refused at apply time, not later by its pods.
+    let unsigned = format!("gcr.io/google-samples/hello-app@sha256:{}", "0".repeat(64));
+    let stderr = fails(
+        "kubectl apply -f unsigned-deployment.yaml",
+        kubectl_stdin(["apply", "-f", "-"], &deployment(&ns, &unsigned)),
+    );
+    assert!(
+        stderr.contains(&format!(
+            "admission webhook \"workloads.binauthz.dev\" denied the request: Image {unsigned} denied by Binary Authorization default admission rule of policy {policy_name}. Image {unsigned} denied by attestor {attestor}: {NOT_ATTESTED}"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.starts_with("Error from server (VIOLATES_POLICY)"),
+        "{stderr}"
+    );
+
+    // Dry run: admitted, with a warning.
+    ok(
+        "kubectl apply -f policy.yaml   # enforcementMode: DRYRUN_AUDIT_LOG_ONLY",
+        kubectl_stdin(
+            ["apply", "-f", "-"],
+            &policy(&policy_name, &ns, &attestor, "DRYRUN_AUDIT_LOG_ONLY"),
+        ),
+    );
+    let manifest = deployment(&ns, &unsigned);
+    eventually("the webhook to see the dry-run rule", || {
+        let out = kubectl_stdin(["apply", "--dry-run=server", "-f", "-"], &manifest);
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| text(&out.stderr))
+    });
+    let out = ok(
+        "kubectl apply -f unsigned-deployment.yaml",
+        kubectl_stdin(["apply", "-f", "-"], &manifest),
+    );
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!(
+            "Warning: dry run: Image {unsigned} would be denied: Image {unsigned} denied by Binary Authorization default admission rule of policy {policy_name}. Image {unsigned} denied by attestor {attestor}: {NOT_ATTESTED}"
+        )
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "deployment.apps/unsigned-web created"
+    );
+
+    // Enforced again; breakglass admits, and says so in an Event.
+    ok(
+        "kubectl apply -f policy.yaml   # enforcementMode: ENFORCED_BLOCK_AND_AUDIT_LOG",
+        kubectl_stdin(
+            ["apply", "-f", "-"],
+            &policy(&policy_name, &ns, &attestor, "ENFORCED_BLOCK_AND_AUDIT_LOG"),
+        ),
+    );
+    eventually("the webhook to enforce again", || {
+        let out = kubectl([
+            "run",
+            "probe",
+            "-n",
+            &ns,
+            "--image=nginx",
+            "--dry-run=server",
+        ]);
+        (!out.status.success())
+            .then_some(())
+            .ok_or_else(|| "still admitted".to_owned())
+    });
+    let out = ok(
+        "kubectl run emergency --image=nginx --labels=image-policy.k8s.io/break-glass=true",
+        kubectl([
+            "run",
+            "emergency",
+            "-n",
+            &ns,
+            "--image=nginx",
+            "--labels=image-policy.k8s.io/break-glass=true",
+        ]),
+    );
+    assert!(
+        text(&out.stderr).starts_with("Warning: break glass: Image nginx would be denied:"),
+        "{}",
+        text(&out.stderr)
+    );
+    let events = eventually("the BreakGlass Event", || {
+        let out = kubectl(["get", "events", "-n", &ns]);
+        let table = text(&out.stdout);
+        table
+            .lines()
+            .any(|l| l.contains("BreakGlass") && l.contains("pod/emergency"))
+            .then_some(table.clone())
+            .ok_or(table)
+    });
+    println!("$ kubectl get events");
+    for line in events.lines() {
+        println!("  {line}");
+    }
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("Denied") && l.contains("pod/hello-world")),
+        "{events}"
+    );
+
+    // The controller verified the attestation too; its status is a report for people (the
+    // webhook verified it by itself).
+    let listing = eventually("the attestation to be Verified", || {
+        let out = kubectl(["get", "attestations", "-A"]);
+        let table = text(&out.stdout);
+        table
+            .lines()
+            .any(|l| {
+                let columns: Vec<&str> = l.split_whitespace().collect();
+                columns.first() == Some(&ns.as_str())
+                    && columns.get(2) == Some(&image.as_str())
+                    && columns.get(3) == Some(&attestor.as_str())
+                    && columns.get(4) == Some(&"True")
+            })
+            .then(|| table.clone())
+            .ok_or(table)
+    });
+    println!("$ kubectl get attestations -A");
+    for line in listing.lines() {
+        println!("  {line}");
+    }
+
+    // The webhook's metrics saw all of it.
+    let (code, metrics) = admin_get(server.admin, "/metrics");
+    assert_eq!(code, 200);
+    for counter in ["allowed", "denied", "dry_run", "breakglass"] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "binauthz_admission_decisions_total{{result=\"{counter}\"}}"
+                ))
+            })
+            .unwrap();
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n >= 1, "{line}");
+    }
+    let trusted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("binauthz_trust_index_entries "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(trusted >= 1, "{metrics}");
+
+    ok(
+        "kubectl delete imageattestations --all",
+        kubectl(["delete", "imageattestations", "--all", "-n", &ns]),
+    );
+    ok(
+        "kubectl delete attestationpolicy",
+        kubectl(["delete", "attestationpolicy", &policy_name]),
+    );
+    ok(
+        "kubectl delete attestor",
+        kubectl(["delete", "attestor", &attestor]),
+    );
+    drop(server);
+    println!("walkthrough: OK");
+}
+
+/// A CA and a serving certificate for 127.0.0.1: (CA PEM, rustls configuration).
+fn test_tls() -> (String, rustls::ServerConfig) {
+    cluster::install_crypto_provider();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let certified = std::sync::Arc::new(
+        rustls::sign::CertifiedKey::from_der(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            &rustls::crypto::aws_lc_rs::default_provider(),
+        )
+        .unwrap(),
+    );
+    #[derive(Debug)]
+    struct Fixed(std::sync::Arc<rustls::sign::CertifiedKey>);
+    impl rustls::server::ResolvesServerCert for Fixed {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+    let config =
+        binauthz::webhook::server::server_config(std::sync::Arc::new(Fixed(certified))).unwrap();
+    (ca.pem(), config)
+}
+
+/// A webhook whose trust index never synced answers 503; with `failurePolicy: Fail` the API
+/// server refuses the pod and shows the webhook's reason.
+#[test]
+fn a_cold_index_fails_closed_through_the_api_server() {
+    use binauthz::index::IndexState;
+    use binauthz::metrics::Metrics;
+    use binauthz::webhook::events::EventSink;
+    use std::sync::Arc;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ns = runtime.block_on(cluster::temp_namespace("cold-index"));
+    let (ca_pem, tls) = test_tls();
+    let metrics = Arc::new(Metrics::default());
+    // Policies listed, everything else still waiting.
+    let mut state = IndexState::new(metrics.clone());
+    state.reset_policies(Vec::new());
+    let router = binauthz::webhook::router(Arc::new(binauthz::webhook::Webhook::new(
+        state.index().clone(),
+        metrics.clone(),
+        EventSink::disabled(metrics),
+    )));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(binauthz::webhook::server::serve_tls(
+        listener,
+        Arc::new(tls),
+        router,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    // A configuration of our own, for this namespace only.
+    let configuration = cluster::unique_name("binauthz-cold");
+    let manifest = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": configuration},
+        "webhooks": [{
+            "name": "pods.binauthz.dev",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {
+                "url": format!("https://127.0.0.1:{port}/validate"),
+                "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &ca_pem),
+            },
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "timeoutSeconds": 5,
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "operations": ["CREATE"]}],
+        }],
+    });
+    let out = kubectl_stdin(["apply", "-f", "-"], &manifest.to_string());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = eventually("the API server to call the webhook", || {
+        let out = kubectl([
+            "run",
+            "cold",
+            "-n",
+            &ns,
+            "--image=nginx",
+            "--dry-run=server",
+        ]);
+        let stderr = text(&out.stderr);
+        (!out.status.success() && stderr.contains("pods.binauthz.dev"))
+            .then(|| stderr.clone())
+            .ok_or(stderr)
+    });
+    let _ = kubectl([
+        "delete",
+        "validatingwebhookconfiguration",
+        &configuration,
+        "--ignore-not-found",
+    ]);
+    let _ = stop.send(());
+    runtime.block_on(server).unwrap();
+    println!("$ kubectl run cold --image=nginx\n  {}", stderr.trim());
+    assert!(
+        stderr.contains(
+            "failed calling webhook \"pods.binauthz.dev\": failed to call webhook: binauthz trust index not ready: waiting for the initial list of attestors, imageattestations, namespaces"
+        ),
+        "{stderr}"
+    );
+}
