@@ -444,6 +444,16 @@ mod tests {
         assert_eq!(c.webhook.configuration_name, "binauthz");
         assert_eq!(c.identity, "me");
         assert!(c.serving_names.contains("binauthz.bz.svc"));
+        assert_eq!(
+            c.validation_interval,
+            controller::validation::DEFAULT_INTERVAL
+        );
+        let c = parse(&["--validation-interval", "30s"]);
+        assert_eq!(c.validation_interval, Duration::from_secs(30));
+        assert!(
+            crate::cli::Cli::try_parse_from(["binauthz", "run", "--validation-interval", "0s"])
+                .is_err()
+        );
     }
 
     #[test]
