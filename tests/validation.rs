@@ -1,7 +1,7 @@
 //! Continuous validation against a real kube-apiserver (the test control plane): pods that
 //! were admitted before a policy existed are judged again, reported in the policy's status
 //! and by Events, and never touched; a new verified attestation and a deleted pod update
-//! the report within seconds.
+//! the report within seconds. Keys about to expire raise an Event and a metric.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crypto_support;
@@ -350,6 +350,54 @@ async fn running_pods_are_judged_again_and_reported() {
     let in_two_years = jiff::Timestamp::now().as_second() + 2 * 365 * 86400;
     assert!((expires - in_two_years).abs() < 3 * 86400, "{expires}");
 
+    // A key about to expire: a Warning Event naming the key and the date, and the metric.
+    let soon_fpr = gpg.gen_key("Soon <soon@example.com>", "ed25519", "sign", "10d");
+    let soon = cluster::unique_name("cv-soon");
+    let soon_yaml = json!({
+        "apiVersion": "binauthz.dev/v1alpha1", "kind": "Attestor",
+        "metadata": {"name": soon},
+        "spec": {"publicKeys": [{"asciiArmoredPgpPublicKey": gpg.export(&soon_fpr)}]},
+    });
+    ok(
+        &kubectl_stdin(["apply", "-f", "-"], &soon_yaml.to_string()),
+        "apply an attestor whose key expires soon",
+    );
+    let note = wait_for("a KeyExpiringSoon Event", || async {
+        let out = kubectl(["get", "events.events.k8s.io", "-n", "default", "-o", "json"]);
+        let events: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["reason"] == "KeyExpiringSoon" && e["regarding"]["name"] == soon.as_str())
+            .map(|e| {
+                (
+                    e["type"].clone(),
+                    e["note"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .ok_or_else(|| "no Event yet".to_owned())
+    })
+    .await;
+    assert_eq!(note.0, "Warning");
+    assert!(note.1.contains(&soon_fpr), "{}", note.1);
+    let at: jiff::Timestamp = note
+        .1
+        .split_once("expires at ")
+        .and_then(|(_, rest)| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no date in {}", note.1))
+        .parse()
+        .unwrap();
+    let in_ten_days = jiff::Timestamp::now().as_second() + 10 * 86400;
+    assert!((at.as_second() - in_ten_days).abs() < 600, "{}", note.1);
+    let soon_metric =
+        format!("binauthz_key_expiry_seconds{{attestor=\"{soon}\",key=\"{soon_fpr}\"}} ");
+    wait_for("the expiring key's metric", || async {
+        let text = http_get(operator.admin_port, "/metrics").await?;
+        text.contains(&soon_metric).then_some(()).ok_or(text)
+    })
+    .await;
+
     let _ = pods.delete("signed", &DeleteParams::default()).await;
     operator.stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(20), operator.task)
@@ -358,9 +406,11 @@ async fn running_pods_are_judged_again_and_reported() {
         .unwrap()
         .unwrap();
     let _ = policies.delete(&policy, &DeleteParams::default()).await;
-    let _ = Api::<Attestor>::all(admin.clone())
-        .delete(&attestor, &DeleteParams::default())
-        .await;
+    for name in [&attestor, &soon] {
+        let _ = Api::<Attestor>::all(admin.clone())
+            .delete(name, &DeleteParams::default())
+            .await;
+    }
     let _ = Api::<ImageAttestation>::namespaced(admin.clone(), &apps)
         .delete(&attestation, &DeleteParams::default())
         .await;
