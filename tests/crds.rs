@@ -3,39 +3,55 @@
 
 use binauthz::crd;
 
-#[test]
-fn committed_crds_match_the_rust_types() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    let mut expected_files = Vec::new();
-    for definition in crd::all() {
-        let name = crd::file_name(&definition);
-        let want = crd::to_yaml(&definition).unwrap();
-        let have = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
-        assert!(
-            have == want,
-            "crds/{name} is out of date with the Rust types; regenerate with: cargo run -- crds --out crds"
-        );
-        expected_files.push(name);
-    }
-    // kustomization.yaml makes crds/ a kustomize base (config/default uses it); it must list
-    // exactly the generated files.
-    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
-    for name in &expected_files {
-        assert!(
-            kustomization.contains(&format!("- {name}")),
-            "crds/kustomization.yaml must list {name}"
-        );
-    }
-    let mut present: Vec<String> = std::fs::read_dir(&dir)
+/// Files of a folder, sorted, without `kustomization.yaml`.
+fn yaml_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name != "kustomization.yaml")
         .collect();
-    present.sort();
-    expected_files.sort();
-    assert_eq!(
-        present, expected_files,
-        "crds/ holds files the Rust types do not generate"
+    names.sort();
+    names
+}
+
+#[test]
+fn committed_crds_match_the_rust_types() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // crds/ is the output of `binauthz crds`; config/crd/ is the same files as a kustomize base.
+    for (folder, command) in [
+        ("crds", "cargo run -- crds --out crds"),
+        ("config/crd", "cargo run -- crds --out config/crd"),
+    ] {
+        let dir = root.join(folder);
+        let mut expected_files = Vec::new();
+        for definition in crd::all() {
+            let name = crd::file_name(&definition);
+            let want = crd::to_yaml(&definition).unwrap();
+            let have = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+            assert!(
+                have == want,
+                "{folder}/{name} is out of date with the Rust types; regenerate with: {command}"
+            );
+            expected_files.push(name);
+        }
+        expected_files.sort();
+        assert_eq!(
+            yaml_files(&dir),
+            expected_files,
+            "{folder}/ holds files the Rust types do not generate"
+        );
+    }
+    let kustomization =
+        std::fs::read_to_string(root.join("config/crd/kustomization.yaml")).unwrap();
+    for name in yaml_files(&root.join("crds")) {
+        assert!(
+            kustomization.contains(&format!("- {name}")),
+            "config/crd/kustomization.yaml must list {name}"
+        );
+    }
+    assert!(
+        !root.join("crds/kustomization.yaml").exists(),
+        "crds/ holds only the generated CRDs"
     );
 }
 

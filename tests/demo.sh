@@ -92,7 +92,7 @@ kubectl config set-context --current --namespace "$NS" >/dev/null
 cd "$WORK"
 
 say "Install the CustomResourceDefinitions"
-run "kubectl apply --server-side --force-conflicts -k $ROOT/crds/"
+run "kubectl apply --server-side --force-conflicts -f $ROOT/crds/"
 
 say "Start binauthz out of cluster: it registers its webhook at a URL"
 show "binauthz run --namespace $SYSTEM_NS --webhook-url https://127.0.0.1:$WEBHOOK_PORT/validate --webhook-port $WEBHOOK_PORT --admin-port $ADMIN_PORT --webhook-configuration $WEBHOOK_CONFIG &"

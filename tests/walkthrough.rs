@@ -306,8 +306,7 @@ impl Drop for Binauthz {
 
 fn install_crds() {
     let crds = format!("{}/crds", env!("CARGO_MANIFEST_DIR"));
-    // crds/ is also a kustomize base.
-    let out = kubectl(["apply", "--server-side", "--force-conflicts", "-k", &crds]);
+    let out = kubectl(["apply", "--server-side", "--force-conflicts", "-f", &crds]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     for crd in [
         "attestors.binauthz.dev",
