@@ -61,15 +61,23 @@ const EVENT_CONCURRENCY: usize = 8;
 /// Pods that have finished do not run anything; the watch drops them when they finish.
 const ACTIVE_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed";
 
-/// Parse a `--validation-interval` such as `30s`, `5m`, `1h` or `1h30m` (also ISO 8601).
+/// Longest `--validation-interval` (longer ones would overflow timers, and mean never).
+const MAX_INTERVAL: Duration = Duration::from_secs(365 * 86400);
+
+/// Parse a `--validation-interval` such as `30s`, `5m`, `1h`, `1h30m` or `1d` (also ISO 8601).
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    let parsed: jiff::SignedDuration = text
+    let bad = |e: jiff::Error| format!("{text:?} is not a duration like 30s, 5m, 1h or 1d: {e}");
+    // Days count as 24 hours; months and years are refused (their length varies).
+    let parsed = text
         .trim()
-        .parse()
-        .map_err(|e| format!("{text:?} is not a duration like 30s, 5m or 1h: {e}"))?;
+        .parse::<jiff::Span>()
+        .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()))
+        .map_err(bad)?;
     let interval = Duration::try_from(parsed).unwrap_or_default();
-    if interval < Duration::from_secs(1) {
-        return Err(format!("{text:?}: the interval must be at least 1s"));
+    if interval < Duration::from_secs(1) || interval > MAX_INTERVAL {
+        return Err(format!(
+            "{text:?}: the interval must be between 1s and 365d"
+        ));
     }
     Ok(interval)
 }
@@ -486,7 +494,20 @@ mod tests {
         assert_eq!(parse_interval("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_interval("PT5M"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_interval(" 2m "), Ok(Duration::from_secs(120)));
-        for bad in ["", "soon", "0s", "500ms", "-5s", "5"] {
+        assert_eq!(parse_interval("1d"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_interval("365d"), Ok(MAX_INTERVAL));
+        for bad in [
+            "",
+            "soon",
+            "0s",
+            "500ms",
+            "-5s",
+            "5",
+            "366d",
+            "1y",
+            "1mo",
+            "99999999h",
+        ] {
             let error = parse_interval(bad).unwrap_err();
             assert!(error.contains(&format!("{bad:?}")), "{error}");
         }
