@@ -177,6 +177,16 @@ pub struct RunArgs {
     /// Identity in leader election and Events. Default: $POD_NAME, else the host name.
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     pub identity: Option<String>,
+    /// How often continuous validation judges every running pod again (e.g. 30s, 10m, 1h, 1d);
+    /// policy and attestation changes also trigger it within seconds.
+    #[arg(
+        long,
+        env = "BINAUTHZ_VALIDATION_INTERVAL",
+        default_value = "1h",
+        value_parser = crate::controller::validation::parse_interval,
+        value_name = "DURATION"
+    )]
+    pub validation_interval: std::time::Duration,
 }
 
 /// Arguments of `binauthz evaluate`.

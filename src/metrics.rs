@@ -1,8 +1,12 @@
-//! Prometheus metrics of the webhook and the trust index, in one explicit registry.
+//! Prometheus metrics of the webhook and the trust index, in one explicit registry, and the
+//! leader's ([`LeaderMetrics`]: continuous validation and key expiry).
 //!
-//! Every label has a small, fixed set of values; per-object detail goes to logs and Events.
+//! Every label has a small, fixed set of values, or one value per policy or attestor key (few,
+//! and chosen by the operators); per-pod detail goes to logs and Events.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -188,6 +192,129 @@ impl Metrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabel {
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    attestor: String,
+    key: String,
+}
+
+/// What the leader reports: running pods violating each policy (continuous validation) and
+/// when each attestor key expires. Registered on every replica; only the leader sets values,
+/// and a replica that stops leading clears them, so summing over replicas counts once.
+#[derive(Debug, Default)]
+pub struct LeaderMetrics {
+    violations: Family<PolicyLabel, Gauge>,
+    key_expiry: Family<KeyLabels, Gauge>,
+    /// The label sets set so far, to remove those of deleted policies and keys.
+    policies: Mutex<BTreeSet<String>>,
+    keys: Mutex<BTreeMap<String, Vec<KeyLabels>>>,
+}
+
+impl LeaderMetrics {
+    /// Register the leader's metrics (names prefixed `binauthz_`) in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        let registry = registry.sub_registry_with_prefix("binauthz");
+        registry.register(
+            "policy_violations",
+            "Running pods that violate the policy, enforced or dry run (continuous validation)",
+            self.violations.clone(),
+        );
+        registry.register(
+            "key_expiry_seconds",
+            "When the attestor key expires, as a Unix timestamp (keys without expiry are absent)",
+            self.key_expiry.clone(),
+        );
+    }
+
+    /// Set the number of violating pods of every policy; policies not listed are removed.
+    pub fn set_policy_violations(&self, counts: &BTreeMap<String, i64>) {
+        let mut seen = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        for (policy, count) in counts {
+            self.violations
+                .get_or_create(&PolicyLabel {
+                    policy: policy.clone(),
+                })
+                .set(*count);
+        }
+        for gone in seen.iter().filter(|p| !counts.contains_key(*p)) {
+            self.violations.remove(&PolicyLabel {
+                policy: gone.clone(),
+            });
+        }
+        *seen = counts.keys().cloned().collect();
+    }
+
+    /// Number of violating pods last set for `policy`.
+    pub fn policy_violations(&self, policy: &str) -> Option<i64> {
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(policy)
+            .then(|| {
+                self.violations
+                    .get_or_create(&PolicyLabel {
+                        policy: policy.to_owned(),
+                    })
+                    .get()
+            })
+    }
+
+    /// Set the expiry (Unix seconds) of every key of `attestor` that expires, replacing what
+    /// was set for it before.
+    pub fn set_key_expiry(&self, attestor: &str, expiries: &[(String, i64)]) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let labels: Vec<KeyLabels> = expiries
+            .iter()
+            .map(|(key, _)| KeyLabels {
+                attestor: attestor.to_owned(),
+                key: key.clone(),
+            })
+            .collect();
+        for (label, (_, at)) in labels.iter().zip(expiries) {
+            self.key_expiry.get_or_create(label).set(*at);
+        }
+        for old in keys.get(attestor).into_iter().flatten() {
+            if !labels.contains(old) {
+                self.key_expiry.remove(old);
+            }
+        }
+        keys.insert(attestor.to_owned(), labels);
+    }
+
+    /// Remove the keys of every attestor `keep` refuses (deleted attestors).
+    pub fn retain_attestors(&self, keep: impl Fn(&str) -> bool) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.retain(|attestor, labels| {
+            let kept = keep(attestor);
+            if !kept {
+                for label in labels.iter() {
+                    self.key_expiry.remove(label);
+                }
+            }
+            kept
+        });
+    }
+
+    /// Remove every value (this replica no longer leads).
+    pub fn clear(&self) {
+        self.violations.clear();
+        self.key_expiry.clear();
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
 /// The registry in Prometheus text format.
 pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut out = String::new();
@@ -240,5 +367,49 @@ mod tests {
         assert_eq!(metrics.decisions(AdmissionResult::Denied), 1);
         assert_eq!(metrics.verifications(), (1, 2));
         assert_eq!(metrics.trust_entries(), 7);
+    }
+
+    #[test]
+    fn leader_metrics_follow_policies_and_keys() {
+        let mut registry = Registry::default();
+        let leader = LeaderMetrics::default();
+        leader.register(&mut registry);
+        leader.set_policy_violations(&BTreeMap::from([
+            ("prod".to_owned(), 3),
+            ("audit".to_owned(), 0),
+        ]));
+        leader.set_key_expiry("build", &[("AAAA".to_owned(), 1_800_000_000)]);
+        leader.set_key_expiry("qa", &[("ni:///sha-256;x".to_owned(), 1_900_000_000)]);
+        let text = encode(&registry).unwrap();
+        for line in [
+            "binauthz_policy_violations{policy=\"prod\"} 3",
+            "binauthz_policy_violations{policy=\"audit\"} 0",
+            "binauthz_key_expiry_seconds{attestor=\"build\",key=\"AAAA\"} 1800000000",
+            "binauthz_key_expiry_seconds{attestor=\"qa\",key=\"ni:///sha-256;x\"} 1900000000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        assert_eq!(leader.policy_violations("prod"), Some(3));
+        // A deleted policy, a replaced key and a deleted attestor go away.
+        leader.set_policy_violations(&BTreeMap::from([("prod".to_owned(), 1)]));
+        leader.set_key_expiry("build", &[("BBBB".to_owned(), 1_850_000_000)]);
+        leader.retain_attestors(|a| a != "qa");
+        let text = encode(&registry).unwrap();
+        assert!(
+            text.contains("binauthz_policy_violations{policy=\"prod\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("audit") && !text.contains("AAAA") && !text.contains("qa"),
+            "{text}"
+        );
+        assert!(text.contains("key=\"BBBB\"} 1850000000"), "{text}");
+        assert_eq!(leader.policy_violations("audit"), None);
+        leader.clear();
+        let text = encode(&registry).unwrap();
+        assert!(
+            !text.contains("policy=") && !text.contains("key="),
+            "{text}"
+        );
     }
 }

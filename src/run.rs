@@ -19,6 +19,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use crate::cli::RunArgs;
 use crate::controller::{self, WebhookSettings};
 use crate::crd::{AttestationPolicy, Attestor, ImageAttestation};
+use crate::metrics::LeaderMetrics;
 use crate::tls::{self, CertStore};
 
 /// Name of the Lease that elects the leader.
@@ -98,6 +99,8 @@ pub struct RunConfig {
     pub admin_port: u16,
     /// Kubeconfig file, if given.
     pub kubeconfig: Option<PathBuf>,
+    /// How often continuous validation judges every running pod again.
+    pub validation_interval: Duration,
 }
 
 /// The host of an `https://HOST[:PORT]/...` URL.
@@ -161,6 +164,7 @@ impl RunConfig {
             webhook_port: args.webhook_port,
             admin_port: args.admin_port,
             kubeconfig: args.kubeconfig,
+            validation_interval: args.validation_interval,
         })
     }
 }
@@ -181,6 +185,8 @@ pub struct Serving {
     pub admin_port: u16,
     /// Identity of this replica (`reportingInstance` of its Events).
     pub identity: String,
+    /// The leader's metrics, served by every replica's `/metrics` (empty unless leading).
+    pub leader_metrics: Arc<LeaderMetrics>,
 }
 
 /// Serve admission reviews and the admin endpoints on every replica (trust index watches,
@@ -199,6 +205,7 @@ async fn serve_admission(serving: Serving) -> Result<(), RunError> {
         tls_loaded: Arc::new(move || certs.is_loaded()),
         instance: Some(serving.identity),
         watch: crate::index::watch::WatchOptions::default(),
+        leader_metrics: serving.leader_metrics,
     };
     crate::webhook::serve(serving.client, options, |_| {}, std::future::pending())
         .await
@@ -253,7 +260,12 @@ async fn check_crds(client: &Client) -> Result<(), RunError> {
 }
 
 /// The work only the leader does: keep the certificate Secret valid and run the controller.
-async fn lead(client: Client, config: Arc<RunConfig>, certs: Arc<CertStore>) {
+async fn lead(
+    client: Client,
+    config: Arc<RunConfig>,
+    certs: Arc<CertStore>,
+    metrics: Arc<LeaderMetrics>,
+) {
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
     tokio::select! {
         () = tls::maintain_secret(
@@ -267,6 +279,8 @@ async fn lead(client: Client, config: Arc<RunConfig>, certs: Arc<CertStore>) {
             Arc::new(config.webhook.clone()),
             certs,
             config.identity.clone(),
+            config.validation_interval,
+            metrics,
         ) => {}
     }
 }
@@ -283,6 +297,7 @@ pub async fn run(
     let certs = CertStore::new();
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
     let follower = tokio::spawn(tls::follow_secret(secrets, certs.clone()));
+    let leader_metrics = Arc::new(LeaderMetrics::default());
     let mut admission = tokio::spawn(serve_admission(Serving {
         client: client.clone(),
         certs: certs.clone(),
@@ -290,6 +305,7 @@ pub async fn run(
         webhook_port: config.webhook_port,
         admin_port: config.admin_port,
         identity: config.identity.clone(),
+        leader_metrics: leader_metrics.clone(),
     }));
 
     let lease = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
@@ -330,11 +346,18 @@ pub async fn run(
                 match (is_leader, leader.take()) {
                     (true, None) => {
                         tracing::info!(identity = %config.identity, "became the leader");
-                        leader = Some(tokio::spawn(lead(client.clone(), config.clone(), certs.clone())));
+                        leader = Some(tokio::spawn(lead(
+                            client.clone(),
+                            config.clone(),
+                            certs.clone(),
+                            leader_metrics.clone(),
+                        )));
                     }
                     (false, Some(task)) => {
                         tracing::warn!(identity = %config.identity, "lost the leadership; stopping the controller");
                         task.abort();
+                        // Only the leader reports; a standby's stale values would count twice.
+                        leader_metrics.clear();
                     }
                     (_, task) => leader = task,
                 }
@@ -421,6 +444,16 @@ mod tests {
         assert_eq!(c.webhook.configuration_name, "binauthz");
         assert_eq!(c.identity, "me");
         assert!(c.serving_names.contains("binauthz.bz.svc"));
+        assert_eq!(
+            c.validation_interval,
+            controller::validation::DEFAULT_INTERVAL
+        );
+        let c = parse(&["--validation-interval", "30s"]);
+        assert_eq!(c.validation_interval, Duration::from_secs(30));
+        assert!(
+            crate::cli::Cli::try_parse_from(["binauthz", "run", "--validation-interval", "0s"])
+                .is_err()
+        );
     }
 
     #[test]

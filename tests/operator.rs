@@ -145,7 +145,8 @@ async fn wait_rbac(ns: &str) {
     wait_for("the RBAC to take effect", || async {
         let ready = can_i(&sa, &["list", "attestors.binauthz.dev"])
             && can_i(&sa, &["patch", "leases/binauthz-leader", "-n", ns])
-            && can_i(&sa, &["create", "configmaps", "-n", ns]);
+            && can_i(&sa, &["create", "configmaps", "-n", ns])
+            && can_i(&sa, &["watch", "pods", "-A"]);
         ready.then_some(()).ok_or_else(|| "not yet".to_owned())
     })
     .await;
@@ -341,9 +342,25 @@ async fn service_account_rights_are_least_privilege() {
     ));
     assert!(can_i(&sa, &["patch", "leases/binauthz-leader", "-n", &ns]));
     assert!(can_i(&sa, &["patch", "configmaps", "-n", &ns]));
+    // Continuous validation: watch pods and namespaces, Events on pods anywhere.
+    assert!(can_i(&sa, &["list", "pods", "-A"]));
+    assert!(can_i(&sa, &["watch", "pods", "-n", "default"]));
+    assert!(can_i(&sa, &["watch", "namespaces"]));
+    assert!(can_i(
+        &sa,
+        &["create", "events.events.k8s.io", "-n", "default"]
+    ));
     // And nothing more.
     assert!(!can_i(&sa, &["create", "pods", "-n", &ns]));
     assert!(!can_i(&sa, &["create", "pods", "-n", "default"]));
+    assert!(
+        !can_i(&sa, &["delete", "pods", "-n", "default"]),
+        "continuous validation never kills a pod"
+    );
+    assert!(!can_i(&sa, &["patch", "pods", "-A"]));
+    assert!(!can_i(&sa, &["get", "pods/log", "-n", "default"]));
+    assert!(!can_i(&sa, &["create", "pods/exec", "-n", "default"]));
+    assert!(!can_i(&sa, &["patch", "namespaces"]));
     assert!(!can_i(&sa, &["get", "secrets", "-A"]));
     assert!(!can_i(&sa, &["get", "secrets", "-n", &ns]));
     assert!(!can_i(&sa, &["get", "secrets/other", "-n", &ns]));
@@ -397,6 +414,7 @@ async fn start_operator(
         webhook_port: port,
         admin_port: 0,
         kubeconfig: None,
+        validation_interval: Duration::from_secs(3600),
     };
     let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

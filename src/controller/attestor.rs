@@ -5,6 +5,7 @@ use std::sync::Arc;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt as _};
 
 use super::{Context, Error, REVERIFY_INTERVAL, status};
@@ -199,6 +200,24 @@ pub fn problems(status: &AttestorStatus) -> Vec<(&'static str, String)> {
     out
 }
 
+/// The expiry (Unix seconds) of every key that has one, by key id (or position without one),
+/// for the `binauthz_key_expiry_seconds` metric.
+pub fn key_expiries(reports: &[KeyReport]) -> Vec<(String, i64)> {
+    reports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let at = r.status.expires.as_ref()?.0.as_second();
+            let key = r
+                .status
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("spec.publicKeys[{i}]"));
+            Some((key, at))
+        })
+        .collect()
+}
+
 /// Reconcile one Attestor.
 pub async fn reconcile(
     object: Arc<DeserializeGuard<Attestor>>,
@@ -215,6 +234,10 @@ pub async fn reconcile(
     let now = super::now();
     let keys = AttestorKeys::load(&name, &attestor.spec);
     let reports = key_reports(&keys, now);
+    ctx.metrics.set_key_expiry(&name, &key_expiries(&reports));
+    // Deleted attestors are not reconciled: drop their keys here.
+    ctx.metrics
+        .retain_attestors(|a| ctx.attestor_objects.get(&ObjectRef::new(a)).is_some());
     let status = build_status(
         &reports,
         attestor.metadata.generation,
@@ -359,6 +382,26 @@ mod tests {
             at(NOW),
         );
         assert!(!conditions::is_true(&later.conditions, KEY_EXPIRING_SOON));
+    }
+
+    #[test]
+    fn key_expiries_are_unix_seconds_by_key() {
+        let mut anonymous = good("X", Some("2026-03-20T00:00:00Z"));
+        anonymous.status.id = None;
+        let reports = [
+            good("AAAA", Some("2026-03-20T00:00:00Z")),
+            good("BBBB", None),
+            expired("CCCC"),
+            anonymous,
+        ];
+        assert_eq!(
+            key_expiries(&reports),
+            [
+                ("AAAA".to_owned(), 1_773_964_800),
+                ("CCCC".to_owned(), 1_577_836_800),
+                ("spec.publicKeys[3]".to_owned(), 1_773_964_800),
+            ]
+        );
     }
 
     #[test]

@@ -167,14 +167,26 @@ pub fn differs(current: Option<&ImageAttestationStatus>, new: &ImageAttestationS
     })
 }
 
+/// The key of an attestation in the trust index: `namespace/name`.
+pub fn attestation_key<K: kube::Resource>(object: &K) -> String {
+    format!(
+        "{}/{}",
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
 /// Reconcile one ImageAttestation.
 pub async fn reconcile(
     object: Arc<DeserializeGuard<ImageAttestation>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let key = attestation_key(&*object);
     let attestation = match &object.0 {
         Ok(attestation) => attestation,
         Err(_) => {
+            // An attestation that cannot be read vouches for nothing.
+            ctx.verified.record(&key, None);
             ctx.report_invalid(&*object).await;
             return Ok(Action::await_change());
         }
@@ -191,6 +203,14 @@ pub async fn reconcile(
     // Signature checks are CPU work: keep them off the async workers.
     let result =
         tokio::task::spawn_blocking(move || verify::verify(&spec, keys.as_deref(), now)).await?;
+    // The controller's own result, never `status`, is what continuous validation trusts.
+    ctx.verified.record(
+        &key,
+        result
+            .as_ref()
+            .ok()
+            .map(|v| (attestation.spec.attestor.as_str(), &v.digest)),
+    );
     let status = build_status(
         &result,
         &attestation.spec.attestor,

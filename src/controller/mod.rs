@@ -11,6 +11,8 @@ pub mod attestor;
 pub mod image_attestation;
 pub mod policy;
 pub mod status;
+pub mod validation;
+pub mod verified;
 pub mod webhook_config;
 
 use std::collections::HashMap;
@@ -26,6 +28,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt as _};
 
 use crate::crd::{AttestationPolicy, Attestor, ImageAttestation};
+use crate::metrics::LeaderMetrics;
 use crate::tls::CertStore;
 
 pub use webhook_config::{FailurePolicy, WebhookSettings};
@@ -124,6 +127,12 @@ pub struct Context {
     pub attestors: image_attestation::AttestorCache,
     /// The attestation controller's cache, read to list verified digests.
     pub attestations: Store<DeserializeGuard<ImageAttestation>>,
+    /// The attestation reconciler's own verification results (continuous validation's trust).
+    pub verified: verified::VerifiedAttestations,
+    /// The attestor controller's cache (which attestors still exist).
+    pub attestor_objects: Store<DeserializeGuard<Attestor>>,
+    /// The leader's metrics: violations per policy, key expiry.
+    pub metrics: Arc<LeaderMetrics>,
     /// Transient-error backoff per object.
     pub backoff: Backoff,
 }
@@ -205,7 +214,7 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(delay)
 }
 
-fn watch_config() -> watcher::Config {
+pub(crate) fn watch_config() -> watcher::Config {
     watcher::Config::default().timeout(WATCH_TIMEOUT_SECS)
 }
 
@@ -221,19 +230,23 @@ fn required_by<'a>(
     })
 }
 
-/// Run every reconciler and the webhook configuration loop until `shutdown` resolves or a
-/// controller stream ends. Only the leader calls this.
+/// Run every reconciler, the webhook configuration loop and continuous validation (every
+/// running pod judged every `validation_interval`) until one of them stops, reporting in
+/// `metrics`. Only the leader calls this.
 pub async fn run(
     client: Client,
     settings: Arc<WebhookSettings>,
     certs: Arc<CertStore>,
     identity: String,
+    validation_interval: Duration,
+    metrics: Arc<LeaderMetrics>,
 ) {
     let attestor_api = Api::<DeserializeGuard<Attestor>>::all(client.clone());
     let attestation_api = Api::<DeserializeGuard<ImageAttestation>>::all(client.clone());
     let policy_api = Api::<DeserializeGuard<AttestationPolicy>>::all(client.clone());
 
     let attestor_controller = Controller::new(attestor_api.clone(), watch_config());
+    let attestor_store = attestor_controller.store();
 
     let attestation_controller = Controller::new(attestation_api.clone(), watch_config())
         .with_config(ControllerConfig::default().concurrency(16));
@@ -256,6 +269,9 @@ pub async fn run(
         certs,
         attestors: image_attestation::AttestorCache::default(),
         attestations: attestation_store.clone(),
+        verified: verified::VerifiedAttestations::default(),
+        attestor_objects: attestor_store,
+        metrics,
         backoff: Backoff::default(),
     });
 
@@ -318,6 +334,7 @@ pub async fn run(
             }
         });
     let webhook = webhook_config::maintain(ctx.clone());
+    let validation = validation::run(ctx.clone(), validation_interval);
 
     tracing::info!("controller started");
     tokio::select! {
@@ -325,6 +342,7 @@ pub async fn run(
         () = attestations => tracing::warn!("attestation controller stopped"),
         () = policies => tracing::warn!("policy controller stopped"),
         () = webhook => tracing::warn!("webhook configuration loop stopped"),
+        () = validation => tracing::warn!("continuous validation stopped"),
     }
 }
 

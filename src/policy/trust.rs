@@ -158,6 +158,24 @@ impl TrustIndex {
         self.keys.contains_key(attestation_key)
     }
 
+    /// Whether the attestation `attestation_key` is recorded as backing exactly `attestor`
+    /// and `digest` (so recording it again would change nothing).
+    pub fn records(&self, attestation_key: &str, attestor: &str, digest: &Digest) -> bool {
+        let (Some(entry), Some(&id), Some(bytes)) = (
+            self.keys.get(attestation_key),
+            self.ids.get(attestor),
+            sha256_bytes(digest),
+        ) else {
+            return false;
+        };
+        entry.attestor == id && entry.digest == bytes
+    }
+
+    /// The keys (`namespace/name`) of every recorded attestation, in no particular order.
+    pub fn attestation_keys(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(|k| &**k)
+    }
+
     /// Number of distinct digests `attestor` vouches for.
     pub fn verified_digest_count(&self, attestor: &str) -> usize {
         self.ids
@@ -278,6 +296,20 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert!(t.remove("ns/att"));
         assert!(!t.is_attested("qa", &digest('b')));
+    }
+
+    #[test]
+    fn records_names_the_exact_pair_and_keys_are_listed() {
+        let mut t = TrustIndex::new();
+        t.insert("build", &digest('a'), "ns/att").unwrap();
+        t.insert("qa", &digest('b'), "ns/other").unwrap();
+        assert!(t.records("ns/att", "build", &digest('a')));
+        assert!(!t.records("ns/att", "build", &digest('b')));
+        assert!(!t.records("ns/att", "qa", &digest('a')));
+        assert!(!t.records("ns/missing", "build", &digest('a')));
+        let mut keys: Vec<&str> = t.attestation_keys().collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["ns/att", "ns/other"]);
     }
 
     #[test]

@@ -144,6 +144,8 @@ pub struct ServeOptions {
     pub instance: Option<String>,
     /// Watches and verification.
     pub watch: WatchOptions,
+    /// The leader's metrics (continuous validation, key expiry), served with the others.
+    pub leader_metrics: Arc<crate::metrics::LeaderMetrics>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -221,6 +223,7 @@ pub async fn serve(
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
+    options.leader_metrics.register(&mut registry);
     let state = IndexState::new(metrics.clone());
     let index = state.index().clone();
     let health = Arc::new(WatchHealth::default());

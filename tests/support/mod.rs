@@ -5,3 +5,4 @@
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod cluster;
+pub mod operator;

@@ -1,0 +1,208 @@
+//! What continuous validation keeps of pods and namespaces: only what the policy reads.
+//!
+//! [`RunningPod`] is a partial Pod (kube's `#[resource(inherit = Pod)]`): the watch decodes the
+//! API server's JSON straight into it and serde skips every other field, so the full Pod is
+//! never built; [`strip_pod`] then drops the metadata the policy ignores. A cached pod costs a
+//! few hundred bytes (a typed `k8s_openapi` Pod with one container is over 4 KiB even empty).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Resource;
+use kube::api::ObjectMeta;
+use kube::core::PartialObjectMeta;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Workload, WorkloadError, WorkloadKind};
+
+/// A pod as continuous validation keeps it: identity, labels, the `image-policy.k8s.io`
+/// annotations, the service account and every container's name and image.
+#[derive(Resource, Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[resource(inherit = "Pod")]
+pub struct RunningPod {
+    /// Name, namespace, uid, labels and (after [`strip_pod`]) the policy annotations.
+    pub metadata: ObjectMeta,
+    /// What the policy reads of the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<RunningPodSpec>,
+}
+
+/// The part of a pod spec the policy reads (same field names, so the webhook's reader reads
+/// it as it reads a Pod).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningPodSpec {
+    /// `serviceAccountName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// The legacy `serviceAccount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// `containers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<ContainerImage>>,
+    /// `initContainers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_containers: Option<Vec<ContainerImage>>,
+    /// `ephemeralContainers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_containers: Option<Vec<ContainerImage>>,
+}
+
+/// A container's name and image.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ContainerImage {
+    /// `name`.
+    #[serde(default)]
+    pub name: String,
+    /// `image` (always set on a pod the API server accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// Annotations the policy reads (`*.image-policy.k8s.io/*`, breakglass among them).
+fn is_policy_annotation(key: &str) -> bool {
+    key.split_once('/').is_some_and(|(domain, _)| {
+        domain == "image-policy.k8s.io" || domain.ends_with(".image-policy.k8s.io")
+    })
+}
+
+/// Keep only what validation reads of a pod's metadata: name, namespace, uid, labels and the
+/// `image-policy.k8s.io` annotations (managed fields, owners, other annotations go).
+pub fn strip_pod(pod: &mut RunningPod) {
+    let meta = std::mem::take(&mut pod.metadata);
+    pod.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        labels: meta.labels,
+        annotations: meta
+            .annotations
+            .map(|a| {
+                a.into_iter()
+                    .filter(|(k, _)| is_policy_annotation(k))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .filter(|a| !a.is_empty()),
+        ..ObjectMeta::default()
+    };
+}
+
+/// Keep only the name and labels of a namespace (what `namespaceSelector` reads).
+pub fn strip_namespace(namespace: &mut PartialObjectMeta<Namespace>) {
+    let meta = std::mem::take(&mut namespace.metadata);
+    namespace.metadata = ObjectMeta {
+        name: meta.name,
+        labels: meta.labels,
+        ..ObjectMeta::default()
+    };
+}
+
+/// The pod as the admission webhook reads it (the same JSON reader, so the same decision).
+pub fn workload(pod: &RunningPod) -> Result<Workload, WorkloadError> {
+    let object = serde_json::to_value(pod).unwrap_or_default();
+    Workload::from_object(WorkloadKind::Pod, &object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::ResourceExt as _;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn it_is_a_pod_to_the_api() {
+        assert_eq!(RunningPod::kind(&()), "Pod");
+        assert_eq!(RunningPod::api_version(&()), "v1");
+        assert_eq!(RunningPod::plural(&()), "pods");
+        assert_eq!(
+            RunningPod::url_path(&(), Some("apps")),
+            Pod::url_path(&(), Some("apps"))
+        );
+    }
+
+    #[test]
+    fn stripped_pods_keep_what_the_policy_reads() {
+        let full: Value = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "p", "namespace": "apps", "uid": "u", "resourceVersion": "7",
+                "labels": {"app": "x", "image-policy.k8s.io/break-glass": "true"},
+                "annotations": {
+                    "alpha.image-policy.k8s.io/break-glass": "true",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "r"}]
+            },
+            "spec": {
+                "serviceAccountName": "deployer",
+                "nodeName": "n1",
+                "initContainers": [{"name": "init", "image": "busybox", "command": ["sh"]}],
+                "containers": [{"name": "app", "image": "nginx:1", "env": [{"name": "A", "value": "b"}],
+                                "ports": [{"containerPort": 80}]}],
+                "ephemeralContainers": [{"name": "debug", "image": "busybox:1", "stdin": true}],
+                "volumes": [{"name": "v", "emptyDir": {}}]
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.1"}
+        });
+        let mut pod: RunningPod = serde_json::from_value(full.clone()).unwrap();
+        strip_pod(&mut pod);
+        assert_eq!(
+            workload(&pod).unwrap(),
+            Workload::from_json(&full).unwrap().unwrap(),
+            "the same decision input as the admission webhook reads"
+        );
+        assert_eq!(pod.metadata.uid.as_deref(), Some("u"));
+        assert_eq!(pod.metadata.labels.as_ref().unwrap().len(), 2);
+        assert_eq!(
+            pod.metadata.annotations,
+            Some(BTreeMap::from([(
+                "alpha.image-policy.k8s.io/break-glass".to_owned(),
+                "true".to_owned()
+            )]))
+        );
+        assert!(pod.metadata.managed_fields.is_none());
+        assert!(pod.metadata.owner_references.is_none());
+        assert!(pod.metadata.resource_version.is_none());
+        let kept = serde_json::to_value(&pod).unwrap();
+        assert_eq!(
+            kept["spec"],
+            json!({
+                "serviceAccountName": "deployer",
+                "initContainers": [{"name": "init", "image": "busybox"}],
+                "containers": [{"name": "app", "image": "nginx:1"}],
+                "ephemeralContainers": [{"name": "debug", "image": "busybox:1"}]
+            })
+        );
+        assert!(kept.get("status").is_none());
+        assert!(
+            std::mem::size_of::<RunningPod>() < 512,
+            "{}",
+            std::mem::size_of::<RunningPod>()
+        );
+        // The legacy service account field and a pod without init containers.
+        let legacy: RunningPod = serde_json::from_value(json!({
+            "metadata": {"name": "q", "namespace": "apps"},
+            "spec": {"serviceAccount": "old", "containers": [{"name": "a", "image": "x"}],
+                     "initContainers": null}
+        }))
+        .unwrap();
+        assert_eq!(workload(&legacy).unwrap().service_account, "old");
+
+        let mut namespace: PartialObjectMeta<Namespace> = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "apps", "labels": {"team": "a"}, "annotations": {"x": "y"},
+                         "managedFields": [{"manager": "kubectl"}]}
+        }))
+        .unwrap();
+        strip_namespace(&mut namespace);
+        assert_eq!(namespace.name_any(), "apps");
+        assert_eq!(
+            namespace.labels().get("team").map(String::as_str),
+            Some("a")
+        );
+        assert!(namespace.metadata.annotations.is_none());
+        assert!(namespace.metadata.managed_fields.is_none());
+    }
+}
