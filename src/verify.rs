@@ -414,7 +414,7 @@ fn verify_one(
             ),
         ));
     }
-    if !crate::image::same_repository(&payload.docker_reference, &image.name()) {
+    if !crate::image::same_repository(&payload.docker_reference, image.name()) {
         return Err(Failure::new(
             Reason::RepositoryMismatch,
             format!(
