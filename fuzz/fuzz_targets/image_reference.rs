@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = Digest::parse(text);
     let Ok(image) = ImageRef::parse(text) else {
-        assert!(!same_repository(text, text), "an invalid name equals itself: {text:?}");
+        assert!(
+            !same_repository(text, text),
+            "an invalid name equals itself: {text:?}"
+        );
         return;
     };
     assert_eq!(image.as_written(), text);
@@ -20,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
         image.name(),
         "{text:?}"
     );
-    assert!(same_repository(text, image.name()), "{text:?} vs {}", image.name());
+    assert!(
+        same_repository(text, image.name()),
+        "{text:?} vs {}",
+        image.name()
+    );
     if let Some(tag) = image.tag() {
         assert!(text.contains(tag));
     }

@@ -8,7 +8,11 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(parsed) = payload::parse(data) {
         let _ = parsed.payload_type.as_deref();
-        let url = format!("{}@{}", parsed.docker_reference, parsed.manifest_digest.as_str());
+        let url = format!(
+            "{}@{}",
+            parsed.docker_reference,
+            parsed.manifest_digest.as_str()
+        );
         if let Ok(created) = payload::create(&url) {
             let again = payload::parse(&created).expect("a created payload parses");
             assert_eq!(again.manifest_digest, parsed.manifest_digest);

@@ -12,10 +12,22 @@ use libfuzzer_sys::fuzz_target;
 
 static KEYS: LazyLock<Vec<PkixPublicKey>> = LazyLock::new(|| {
     [
-        (include_str!("../keys/pkix-p256.pem"), SignatureAlgorithm::EcdsaP256Sha256),
-        (include_str!("../keys/pkix-rsa2048.pem"), SignatureAlgorithm::RsaPss2048Sha256),
-        (include_str!("../keys/pkix-rsa2048.pem"), SignatureAlgorithm::RsaSignPkcs12048Sha256),
-        (include_str!("../keys/pkix-ed25519.pem"), SignatureAlgorithm::Ed25519),
+        (
+            include_str!("../keys/pkix-p256.pem"),
+            SignatureAlgorithm::EcdsaP256Sha256,
+        ),
+        (
+            include_str!("../keys/pkix-rsa2048.pem"),
+            SignatureAlgorithm::RsaPss2048Sha256,
+        ),
+        (
+            include_str!("../keys/pkix-rsa2048.pem"),
+            SignatureAlgorithm::RsaSignPkcs12048Sha256,
+        ),
+        (
+            include_str!("../keys/pkix-ed25519.pem"),
+            SignatureAlgorithm::Ed25519,
+        ),
     ]
     .into_iter()
     .map(|(pem, alg)| PkixPublicKey::from_pem(pem, alg, None).expect("fixed fuzz key"))
@@ -29,7 +41,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if mode & 0x80 != 0 {
-        let algorithm = SignatureAlgorithm::ALL[usize::from(mode & 0x7f) % SignatureAlgorithm::ALL.len()];
+        let algorithm =
+            SignatureAlgorithm::ALL[usize::from(mode & 0x7f) % SignatureAlgorithm::ALL.len()];
         let text = String::from_utf8_lossy(rest);
         if let Ok(key) = PkixPublicKey::from_pem(&text, algorithm, None) {
             assert!(key.id().starts_with("ni:///sha-256;"));

@@ -32,9 +32,14 @@ static POLICIES: LazyLock<Vec<CompiledPolicy>> = LazyLock::new(|| {
 static TRUST: LazyLock<TrustIndex> = LazyLock::new(|| {
     let mut trust = TrustIndex::new();
     for (i, c) in ['0', '1', 'a'].into_iter().enumerate() {
-        let digest = Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("digest");
-        trust.insert("build", &digest, &format!("ci/build-{i}")).expect("index");
-        trust.insert("qa", &digest, &format!("ci/qa-{i}")).expect("index");
+        let digest =
+            Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("digest");
+        trust
+            .insert("build", &digest, &format!("ci/build-{i}"))
+            .expect("index");
+        trust
+            .insert("qa", &digest, &format!("ci/qa-{i}"))
+            .expect("index");
     }
     trust
 });
@@ -57,7 +62,10 @@ fuzz_target!(|data: &[u8]| {
         let decision = evaluate(&POLICIES, &labels, &workload, &*TRUST);
         let _ = (decision.message(), decision.causes(), decision.warnings());
         let _ = decision.audit_annotations();
-        assert_eq!(decision.allowed, decision.breakglass || decision.denials.is_empty());
+        assert_eq!(
+            decision.allowed,
+            decision.breakglass || decision.denials.is_empty()
+        );
     }
     for c in &workload.containers {
         let _ = c.image_path();
