@@ -57,9 +57,11 @@ bench:
 # finds panics, overflows (debug assertions on, -a) and hangs. Each target runs FUZZ_SECONDS;
 # new inputs go to fuzz/corpus/TARGET (only the committed seed-* files are tracked), crashes to
 # fuzz/artifacts/TARGET. Longer: `make fuzz FUZZ_SECONDS=3600 FUZZ_TARGETS=payload`.
+# Builds go to FUZZ_TARGET_DIR, never to the main target dir (other flags would rebuild it all).
 FUZZ_SECONDS ?= 20
 FUZZ_TARGETS ?= image_reference payload pgp_key pgp_verify pkix decode_signature workload manifests
-FUZZ := cd $(ROOT)/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz
+FUZZ_TARGET_DIR ?= $(ROOT)/fuzz/target
+FUZZ := cd $(ROOT)/fuzz && CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) RUSTC_BOOTSTRAP=1 cargo fuzz
 
 fuzz-build:
 	$(FUZZ) build -s none -a
