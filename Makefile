@@ -52,3 +52,33 @@ demo: cluster-up
 # Admission load benchmark (release): webhook over 100k attestations vs a bare TLS+JSON floor.
 bench-admission:
 	cargo bench --bench admission
+
+# ---- Measured: benchmarks and fuzzing (README.md, "Benchmarks" and "Fuzzing") ----
+
+.PHONY: bench fuzz fuzz-build
+
+# Prints a summary table and a last `key=value` line; asserts no timing. BENCH_QUICK=1 checks the
+# bench in seconds; `make bench BENCH_ARGS=index` runs one section (verify, index, policy).
+BENCH_ARGS ?=
+bench:
+	cargo bench --bench perf -- $(BENCH_ARGS)
+
+# cargo-fuzz needs nightly flags; only stable Rust is installed, so RUSTC_BOOTSTRAP=1 unlocks them.
+# `cargo install cargo-fuzz` once. Our code forbids unsafe, so no sanitizer (-s none): libFuzzer
+# finds panics, overflows (debug assertions on, -a) and hangs. Each target runs FUZZ_SECONDS;
+# new inputs go to fuzz/corpus/TARGET (only the committed seed-* files are tracked), crashes to
+# fuzz/artifacts/TARGET. Longer: `make fuzz FUZZ_SECONDS=3600 FUZZ_TARGETS=payload`.
+# Builds go to FUZZ_TARGET_DIR, never to the main target dir (other flags would rebuild it all).
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS ?= image_reference payload pgp_key pgp_verify pkix decode_signature workload manifests
+FUZZ_TARGET_DIR ?= $(ROOT)/fuzz/target
+FUZZ := cd $(ROOT)/fuzz && CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) RUSTC_BOOTSTRAP=1 cargo fuzz
+
+fuzz-build:
+	$(FUZZ) build -s none -a
+
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		$(FUZZ) run -s none -a $$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1; \
+	done
