@@ -3,19 +3,15 @@
 //! malformed input; the admin routes; and one round trip over rustls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use binauthz::admin::{self, Admin};
-use binauthz::crd::{
-    AttestationPolicySpec, AttestorPublicKey, AttestorSpec, ImageAttestationSpec, PkixPublicKey,
-    Signature,
-};
-use binauthz::crypto::SignatureAlgorithm;
+use binauthz::crd::AttestationPolicySpec;
 use binauthz::index::watch::WatchHealth;
 use binauthz::index::{Index, IndexState, Job};
 use binauthz::metrics::{AdmissionResult, Metrics};
@@ -23,6 +19,7 @@ use binauthz::webhook::events::{EventSink, Notice, NoticeReason};
 use binauthz::webhook::{self, Webhook};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
+use support::signer::Signer;
 use tokio::sync::mpsc;
 use tower::ServiceExt as _;
 
@@ -34,66 +31,6 @@ const TAG: &str = "Expected digest with sha256 scheme, but got tag or malformed 
 
 fn install_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
-/// An attestor key made for the test run, and attestations signed with it.
-struct Signer {
-    private_pem: String,
-    public_pem: String,
-    id: String,
-}
-
-impl Signer {
-    fn new() -> Self {
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let public_pem = pair.public_key_pem();
-        let id = binauthz::crypto::pkix::PkixPublicKey::from_pem(
-            &public_pem,
-            SignatureAlgorithm::EcdsaP256Sha256,
-            None,
-        )
-        .unwrap()
-        .id()
-        .to_owned();
-        Self {
-            private_pem: pair.serialize_pem(),
-            public_pem,
-            id,
-        }
-    }
-
-    fn attestor(&self) -> AttestorSpec {
-        AttestorSpec {
-            description: Some("test attestor".into()),
-            public_keys: vec![AttestorPublicKey {
-                pkix_public_key: Some(PkixPublicKey {
-                    public_key_pem: self.public_pem.clone(),
-                    signature_algorithm: SignatureAlgorithm::EcdsaP256Sha256,
-                }),
-                ..AttestorPublicKey::default()
-            }],
-        }
-    }
-
-    fn attest(&self, attestor: &str, url: &str) -> ImageAttestationSpec {
-        let payload = binauthz::payload::create(url).unwrap();
-        let signature = binauthz::crypto::pkix::sign(
-            &self.private_pem,
-            SignatureAlgorithm::EcdsaP256Sha256,
-            &payload,
-            false,
-        )
-        .unwrap();
-        ImageAttestationSpec {
-            artifact_url: url.into(),
-            attestor: attestor.into(),
-            serialized_payload: Some(STANDARD.encode(&payload)),
-            signatures: vec![Signature {
-                public_key_id: self.id.clone(),
-                signature: STANDARD.encode(signature),
-            }],
-        }
-    }
 }
 
 /// The policy of every test: attestor `build` required by default; `locked` denies all;

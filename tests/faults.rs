@@ -11,25 +11,24 @@ mod support;
 
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use binauthz::crd::{
-    Attestor, AttestorPublicKey, AttestorSpec, ImageAttestation, ImageAttestationSpec,
-    PkixPublicKey, Signature,
-};
-use binauthz::crypto::SignatureAlgorithm;
 use serde_json::{Value, json};
-use support::cluster::{install_crypto_provider, repo_root, unique_name};
+use support::cluster::{repo_root, unique_name};
+use support::plane::Plane;
+use support::signer::Signer;
 
-const STATE_DIR: &str = "target/faults-cluster";
-const APISERVER_PORT: &str = "26443";
-const ETCD_PORT: &str = "22379";
-const ETCD_PEER_PORT: &str = "22380";
+/// This file's own control plane, with its own state dir and ports.
+const PLANE: Plane = Plane {
+    state_dir: "target/faults-cluster",
+    apiserver_port: "26443",
+    etcd_port: "22379",
+    etcd_peer_port: "22380",
+};
 const NOT_ATTESTED: &str =
     "No attestations found that were valid and signed by a key trusted by the attestor";
 
@@ -59,207 +58,6 @@ fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Result<
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// This file's own control plane, driven by `tests/controlplane/cluster.sh` with its own state
-/// dir and ports.
-struct Plane;
-
-impl Plane {
-    fn state_dir() -> PathBuf {
-        repo_root().join(STATE_DIR)
-    }
-
-    fn kubeconfig() -> PathBuf {
-        Self::state_dir().join("kubeconfig")
-    }
-
-    fn script(action: &str) -> Output {
-        let target = match action {
-            "up" => "cluster-up",
-            "down" => "cluster-down",
-            _ => "cluster-status",
-        };
-        Command::new("make")
-            .args(["--no-print-directory", target])
-            .current_dir(repo_root())
-            .env("CLUSTER_DIR", Self::state_dir())
-            .env("CONTROLPLANE_APISERVER_PORT", APISERVER_PORT)
-            .env("CONTROLPLANE_ETCD_PORT", ETCD_PORT)
-            .env("CONTROLPLANE_ETCD_PEER_PORT", ETCD_PEER_PORT)
-            .env_remove("MAKEFLAGS")
-            .env_remove("MFLAGS")
-            .env_remove("MAKELEVEL")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run make (is it installed?)")
-    }
-
-    /// Start (or reuse) the control plane and install the CRDs.
-    fn up() {
-        install_crypto_provider();
-        let out = Self::script("up");
-        assert!(
-            out.status.success(),
-            "make cluster-up ({STATE_DIR}): {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-    }
-
-    fn down() {
-        let out = Self::script("down");
-        assert!(
-            out.status.success(),
-            "make cluster-down ({STATE_DIR}): {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-    }
-
-    fn kubectl(args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(Self::kubeconfig())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kubectl (is it on PATH?)")
-    }
-
-    fn kubectl_stdin(args: &[&str], input: &str) -> Output {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(Self::kubeconfig())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl (is it on PATH?)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(args: &[&str]) -> String {
-        let out = Self::kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn apply(manifest: &str) {
-        let out = Self::kubectl_stdin(&["apply", "-f", "-"], manifest);
-        assert!(out.status.success(), "kubectl apply: {}", text(&out.stderr));
-    }
-
-    fn install_crds() {
-        let crds = repo_root().join("crds");
-        let out = Self::kubectl(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            crds.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        for crd in [
-            "attestors.binauthz.dev",
-            "attestationpolicies.binauthz.dev",
-            "imageattestations.binauthz.dev",
-        ] {
-            Self::ok(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                &format!("crd/{crd}"),
-            ]);
-        }
-    }
-
-    fn namespace(prefix: &str) -> String {
-        let name = unique_name(prefix);
-        Self::ok(&["create", "namespace", &name]);
-        name
-    }
-}
-
-/// An attestor key made for the test run, and attestations signed with it (PKIX, ECDSA P-256).
-struct Signer {
-    private_pem: String,
-    public_pem: String,
-    id: String,
-}
-
-impl Signer {
-    fn new() -> Self {
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let public_pem = pair.public_key_pem();
-        let id = binauthz::crypto::pkix::PkixPublicKey::from_pem(
-            &public_pem,
-            SignatureAlgorithm::EcdsaP256Sha256,
-            None,
-        )
-        .unwrap()
-        .id()
-        .to_owned();
-        Self {
-            private_pem: pair.serialize_pem(),
-            public_pem,
-            id,
-        }
-    }
-
-    fn attestor(&self, name: &str) -> String {
-        let attestor = Attestor::new(
-            name,
-            AttestorSpec {
-                description: Some("fault tests".into()),
-                public_keys: vec![AttestorPublicKey {
-                    pkix_public_key: Some(PkixPublicKey {
-                        public_key_pem: self.public_pem.clone(),
-                        signature_algorithm: SignatureAlgorithm::EcdsaP256Sha256,
-                    }),
-                    ..AttestorPublicKey::default()
-                }],
-            },
-        );
-        serde_json::to_string(&attestor).unwrap()
-    }
-
-    /// An ImageAttestation named `name` in `namespace` for `image`, signed now.
-    fn attestation(&self, namespace: &str, name: &str, attestor: &str, image: &str) -> String {
-        let payload = binauthz::payload::create(image).unwrap();
-        let signature = binauthz::crypto::pkix::sign(
-            &self.private_pem,
-            SignatureAlgorithm::EcdsaP256Sha256,
-            &payload,
-            false,
-        )
-        .unwrap();
-        let mut attestation = ImageAttestation::new(
-            name,
-            ImageAttestationSpec {
-                artifact_url: image.into(),
-                attestor: attestor.into(),
-                serialized_payload: Some(STANDARD.encode(&payload)),
-                signatures: vec![Signature {
-                    public_key_id: self.id.clone(),
-                    signature: STANDARD.encode(signature),
-                }],
-            },
-        );
-        attestation.metadata.namespace = Some(namespace.into());
-        serde_json::to_string(&attestation).unwrap()
-    }
-}
 
 /// A fresh image by digest (never signed unless a test signs it).
 fn image() -> String {
@@ -343,7 +141,7 @@ impl Binauthz {
             .args([
                 "run",
                 "--kubeconfig",
-                Plane::kubeconfig().to_str().unwrap(),
+                PLANE.kubeconfig().to_str().unwrap(),
                 "--namespace",
                 namespace,
                 "--identity",
@@ -399,7 +197,7 @@ impl Binauthz {
     /// The CA that signed the serving certificate, from the generated configuration.
     fn ca_pem(&self) -> Vec<u8> {
         let bundle = eventually("the generated webhook configuration", MINUTE, || {
-            let out = Plane::kubectl(&[
+            let out = PLANE.kubectl(&[
                 "get",
                 "validatingwebhookconfiguration",
                 &self.configuration,
@@ -453,7 +251,7 @@ struct Configuration(String);
 
 impl Drop for Configuration {
     fn drop(&mut self) {
-        let _ = Plane::kubectl(&[
+        let _ = PLANE.kubectl(&[
             "delete",
             "validatingwebhookconfiguration",
             &self.0,
@@ -533,7 +331,7 @@ fn pod_review(namespace: &str, image: &str) -> Value {
 
 /// `kubectl run --dry-run=server`: Ok on admission, Err(stderr) otherwise.
 fn admit(namespace: &str, image: &str) -> Result<(), String> {
-    let out = Plane::kubectl(&[
+    let out = PLANE.kubectl(&[
         "run",
         &unique_name("pod"),
         "-n",
@@ -550,7 +348,7 @@ fn admit(namespace: &str, image: &str) -> Result<(), String> {
 
 /// The status of the `Verified` condition of an attestation ("" while none).
 fn verified(namespace: &str, name: &str) -> String {
-    let out = Plane::kubectl(&[
+    let out = PLANE.kubectl(&[
         "get",
         "imageattestation",
         name,
@@ -573,15 +371,15 @@ struct Scene {
 
 impl Scene {
     fn new(prefix: &str) -> Self {
-        Plane::up();
-        Plane::install_crds();
-        let namespace = Plane::namespace(prefix);
-        let system = Plane::namespace(&format!("{prefix}-system"));
+        PLANE.up();
+        PLANE.install_crds();
+        let namespace = PLANE.namespace(prefix);
+        let system = PLANE.namespace(&format!("{prefix}-system"));
         let attestor = unique_name("faults-ci");
         let policy = unique_name("faults-policy");
         let signer = Signer::new();
-        Plane::apply(&signer.attestor(&attestor));
-        Plane::apply(&self::policy(&policy, &namespace, &attestor));
+        PLANE.apply(&signer.attestor_json(&attestor));
+        PLANE.apply(&self::policy(&policy, &namespace, &attestor));
         Self {
             namespace,
             system,
@@ -594,11 +392,10 @@ impl Scene {
     /// Publish a signed attestation for `image`; returns its name.
     fn attest(&self, image: &str) -> String {
         let name = unique_name("att");
-        Plane::apply(
-            &self
-                .signer
-                .attestation(&self.namespace, &name, &self.attestor, image),
-        );
+        let attestation = self
+            .signer
+            .attestation(&self.namespace, &name, &self.attestor, image);
+        PLANE.apply(&serde_json::to_string(&attestation).unwrap());
         name
     }
 
@@ -612,8 +409,8 @@ impl Scene {
 
 impl Drop for Scene {
     fn drop(&mut self) {
-        let _ = Plane::kubectl(&["delete", "attestationpolicy", &self.policy]);
-        let _ = Plane::kubectl(&["delete", "attestor", &self.attestor]);
+        let _ = PLANE.kubectl(&["delete", "attestationpolicy", &self.policy]);
+        let _ = PLANE.kubectl(&["delete", "attestor", &self.attestor]);
     }
 }
 
@@ -638,11 +435,12 @@ fn the_webhook_rides_out_an_api_server_restart() {
     let stderr = admit(&scene.namespace, &unsigned).unwrap_err();
     assert!(stderr.contains(&scene.denial(&unsigned)), "{stderr}");
 
-    Plane::down();
+    PLANE.down();
     let stopped = Instant::now();
     // Nothing answers on the API port any more.
     assert!(
-        !Plane::kubectl(&["get", "ns", "--request-timeout=2s"])
+        !PLANE
+            .kubectl(&["get", "ns", "--request-timeout=2s"])
             .status
             .success()
     );
@@ -675,7 +473,7 @@ fn the_webhook_rides_out_an_api_server_restart() {
     );
     println!("answered {answered} reviews from the index in 20 s without the API server");
 
-    Plane::up();
+    PLANE.up();
     let restarted = Instant::now();
     // Every admission after the restart is a decision, never a failed webhook call.
     let mut signed_ok = false;
@@ -735,7 +533,7 @@ fn an_undecodable_object_does_not_stall_the_watches() {
     let server = Binauthz::start(&scene.system, "corrupt-a", &configuration.0, true);
 
     // Swap in a schema that accepts anything.
-    let mut crd: Value = serde_json::from_str(&Plane::ok(&[
+    let mut crd: Value = serde_json::from_str(&PLANE.ok(&[
         "get",
         "crd",
         "imageattestations.binauthz.dev",
@@ -751,8 +549,8 @@ fn an_undecodable_object_does_not_stall_the_watches() {
         crd["metadata"].as_object_mut().unwrap().remove(field);
     }
     crd.as_object_mut().unwrap().remove("status");
-    let out = Plane::kubectl_stdin(&["replace", "-f", "-"], &crd.to_string());
-    let restored = || Plane::install_crds();
+    let out = PLANE.kubectl_stdin(&["replace", "-f", "-"], &crd.to_string());
+    let restored = || PLANE.install_crds();
     if !out.status.success() {
         restored();
         panic!("replace the CRD: {}", text(&out.stderr));
@@ -765,7 +563,7 @@ fn an_undecodable_object_does_not_stall_the_watches() {
         "spec": {"artifactUrl": image(), "attestor": scene.attestor, "signatures": "oops"},
     });
     eventually("the permissive schema to be served", MINUTE, || {
-        let out = Plane::kubectl_stdin(&["create", "-f", "-"], &corrupt.to_string());
+        let out = PLANE.kubectl_stdin(&["create", "-f", "-"], &corrupt.to_string());
         out.status
             .success()
             .then_some(())
@@ -773,7 +571,7 @@ fn an_undecodable_object_does_not_stall_the_watches() {
     });
     restored();
     // The object is stored as it was written.
-    let stored = Plane::ok(&[
+    let stored = PLANE.ok(&[
         "get",
         "imageattestation",
         &bad,
@@ -809,23 +607,24 @@ fn an_undecodable_object_does_not_stall_the_watches() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["response"]["allowed"], true, "{body}");
 
-    let _ = Plane::kubectl(&["delete", "imageattestation", &bad, "-n", &scene.namespace]);
+    let _ = PLANE.kubectl(&["delete", "imageattestation", &bad, "-n", &scene.namespace]);
     drop(standby);
     drop(server);
 }
 
 fn lease_holder(namespace: &str) -> String {
     text(
-        &Plane::kubectl(&[
-            "get",
-            "lease",
-            "binauthz-leader",
-            "-n",
-            namespace,
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ])
-        .stdout,
+        &PLANE
+            .kubectl(&[
+                "get",
+                "lease",
+                "binauthz-leader",
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ])
+            .stdout,
     )
 }
 

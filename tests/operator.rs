@@ -7,8 +7,6 @@
 mod crypto_support;
 mod support;
 
-use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -19,145 +17,13 @@ use crypto_support::GpgHome;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::config::{Config, KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client};
 use serde_json::{Value, json};
 use support::cluster::{self, kubectl, kubectl_stdin};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn ok(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed: {}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Install the CRDs from crds/ and wait until they are Established.
-fn install_crds() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    for crd in ["attestors", "attestationpolicies", "imageattestations"] {
-        let file = dir.join(format!("{crd}.yaml"));
-        ok(
-            &kubectl([
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                file.to_str().unwrap(),
-            ]),
-            "kubectl apply crds/",
-        );
-        ok(
-            &kubectl([
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                &format!("crd/{crd}.binauthz.dev"),
-            ]),
-            "kubectl wait Established",
-        );
-    }
-}
-
-/// Poll `check` until it returns Some, or fail after [`WAIT`] with the last observation.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "timed out waiting for {what}; last seen: {last}"
-                );
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-    }
-}
-
-/// A client acting as `user` (impersonated by the admin of the test control plane).
-async fn client_as(user: &str) -> Client {
-    cluster::install_crypto_provider();
-    let kubeconfig = Kubeconfig::read_from(cluster::kubeconfig()).unwrap();
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    config.auth_info.impersonate = Some(user.to_owned());
-    Client::try_from(config).unwrap()
-}
-
-/// The RBAC of config/rbac/, for namespace `ns`, with cluster-wide names made unique and the
-/// webhook configuration name `webhook_config`.
-fn rbac_yaml(ns: &str, suffix: &str, webhook_config: &str) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rbac");
-    let mut out = String::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "kustomization.yaml"))
-        .collect();
-    files.sort();
-    for file in files {
-        let mut doc: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        let kind = doc["kind"].as_str().unwrap().to_owned();
-        if doc["metadata"].get("namespace").is_some() {
-            doc["metadata"]["namespace"] = json!(ns);
-        }
-        if kind.starts_with("Cluster") {
-            doc["metadata"]["name"] = json!(format!("binauthz-{suffix}"));
-        }
-        if kind == "ClusterRoleBinding" {
-            doc["roleRef"]["name"] = json!(format!("binauthz-{suffix}"));
-        }
-        if let Some(subjects) = doc.get_mut("subjects").and_then(Value::as_array_mut) {
-            for s in subjects {
-                s["namespace"] = json!(ns);
-            }
-        }
-        if kind == "ClusterRole" {
-            for rule in doc["rules"].as_array_mut().unwrap() {
-                if rule["resources"][0] == "validatingwebhookconfigurations" {
-                    rule["resourceNames"] = json!([webhook_config]);
-                }
-            }
-        }
-        out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&doc).unwrap());
-    }
-    out
-}
-
-/// Wait until the ServiceAccount's RBAC is in effect (the authorizer caches bindings).
-async fn wait_rbac(ns: &str) {
-    let sa = format!("system:serviceaccount:{ns}:binauthz");
-    wait_for("the RBAC to take effect", || async {
-        let ready = can_i(&sa, &["list", "attestors.binauthz.dev"])
-            && can_i(&sa, &["patch", "leases/binauthz-leader", "-n", ns])
-            && can_i(&sa, &["create", "configmaps", "-n", ns])
-            && can_i(&sa, &["watch", "pods", "-A"]);
-        ready.then_some(()).ok_or_else(|| "not yet".to_owned())
-    })
-    .await;
-}
-
-fn can_i(user: &str, args: &[&str]) -> bool {
-    let mut all = vec!["auth", "can-i", "--as", user];
-    all.extend_from_slice(args);
-    let out = kubectl(all);
-    String::from_utf8_lossy(&out.stdout).trim() == "yes"
-}
+use support::operator::{
+    can_i, client_as, get_json, install_crds, ok, rbac_yaml, wait_for, wait_rbac,
+};
 
 fn condition(object: &Value, type_: &str) -> Option<(String, String, String)> {
     object["status"]["conditions"]
@@ -171,17 +37,6 @@ fn condition(object: &Value, type_: &str) -> Option<(String, String, String)> {
                 c["message"].as_str().unwrap_or_default().to_owned(),
             )
         })
-}
-
-async fn get_json<K>(api: &Api<K>, name: &str) -> Result<Value, String>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    match api.get_opt(name).await {
-        Ok(Some(object)) => Ok(serde_json::to_value(object).unwrap()),
-        Ok(None) => Err(format!("{name} does not exist")),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// Wait until the named object's condition has this status and reason; returns the object.

@@ -578,7 +578,9 @@ async fn fixed_rate(
 
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let secs: f64 = env_or("BENCH_SECS", 10.0);
+    // BENCH_QUICK=1 checks the bench itself: 1 s phases.
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let secs: f64 = env_or("BENCH_SECS", if quick { 1.0 } else { 10.0 });
     let connections: usize = env_or("BENCH_CONNECTIONS", 16);
     let rate: f64 = env_or("BENCH_RATE", 2000.0);
     let count: usize = env_or("BENCH_ATTESTATIONS", 100_000);

@@ -264,7 +264,11 @@ fn handle(state: &mut IndexState, buffers: &mut Buffers, change: Change) -> Vec<
                             }
                         }
                     })
-                    .collect();
+                    .collect::<Vec<_>>();
+                tracing::info!(
+                    attestations = all.len(),
+                    "listed every ImageAttestation; verifying them"
+                );
                 return state.reset_attestations(all);
             }
             E::Apply(g) => {
@@ -341,6 +345,45 @@ async fn verify_job(job: Job, semaphore: Arc<Semaphore>, done: mpsc::UnboundedSe
     let _ = done.send((job, outcome));
 }
 
+/// Retry delays of the index's watches: 200 ms doubling to at most 5 s, with jitter, and back
+/// to 200 ms after any event. kube's default (up to 30 s, like client-go) is kind to a struggling
+/// API server, but after an outage the index would go on answering from a state up to a minute
+/// old: attestations made (or deleted) meanwhile unseen. Four watches per replica retrying every
+/// 5 s weigh nothing on an API server.
+struct IndexBackoff {
+    builder: backon::ExponentialBuilder,
+    delays: backon::ExponentialBackoff,
+}
+
+impl IndexBackoff {
+    fn new() -> Self {
+        let builder = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(5))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times();
+        Self {
+            delays: backon::BackoffBuilder::build(builder),
+            builder,
+        }
+    }
+}
+
+impl Iterator for IndexBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.delays.next()
+    }
+}
+
+impl kube::runtime::utils::Backoff for IndexBackoff {
+    fn reset(&mut self) {
+        self.delays = backon::BackoffBuilder::build(self.builder);
+    }
+}
+
 /// Watch the four resources with `client` and keep `state` current, forever.
 pub async fn run(
     client: Client,
@@ -358,7 +401,7 @@ pub async fn run(
                 Api::<DeserializeGuard<Attestor>>::all(client.clone()),
                 config.clone(),
             )
-            .default_backoff(),
+            .backoff(IndexBackoff::new()),
             Change::Attestor,
         ),
         tag(
@@ -367,7 +410,7 @@ pub async fn run(
                 Api::<DeserializeGuard<ImageAttestation>>::all(client.clone()),
                 config.clone(),
             )
-            .default_backoff(),
+            .backoff(IndexBackoff::new()),
             Change::Attestation,
         ),
         tag(
@@ -376,12 +419,13 @@ pub async fn run(
                 Api::<DeserializeGuard<AttestationPolicy>>::all(client.clone()),
                 config.clone(),
             )
-            .default_backoff(),
+            .backoff(IndexBackoff::new()),
             Change::Policy,
         ),
         tag(
             Resource::Namespaces,
-            watcher(Api::<PartialObjectMeta<Namespace>>::all(client), config).default_backoff(),
+            watcher(Api::<PartialObjectMeta<Namespace>>::all(client), config)
+                .backoff(IndexBackoff::new()),
             Change::Namespace,
         ),
     ]);

@@ -6,3 +6,5 @@
 
 pub mod cluster;
 pub mod operator;
+pub mod plane;
+pub mod signer;

@@ -1,0 +1,434 @@
+//! `make bench-scale`: one `binauthz run` replica over 1k, 10k and 100k ImageAttestations on a
+//! real kube-apiserver + etcd. Prints figures, asserts none.
+//!
+//! The bench runs a control plane of its own (state in `target/scale-cluster`, ports
+//! 36443/32379/32380), so the shared one the tests use never holds 100k objects; it is started
+//! fresh and removed at the end (`SCALE_KEEP=1` keeps it). For each size it creates the missing
+//! attestations (ECDSA P-256 signatures made here, each for its own digest), then starts the
+//! release binary and measures:
+//! - **ready**: from the start of the process to `/readyz` answering 200, which requires every
+//!   watch to have listed and every listed signature to be verified (the metric
+//!   `binauthz_trust_index_entries` is checked to equal the size);
+//! - **resident memory** at that moment (`VmRSS`), and per attestation against a run over an
+//!   empty cluster; the whole process counts: the trust index, the watch buffers and, as this
+//!   replica is also the leader, the controller's caches;
+//! - **re-list peak**: the control plane is restarted under the running replica; its watches
+//!   are told their resource version is too old and list everything again; the peak of
+//!   `VmRSS` (sampled every 10 ms) until the replica has listed and is ready again.
+//!
+//! `SCALE_SIZES=1000,10000` picks the sizes; `BENCH_QUICK=1` runs 1k only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use binauthz::crd::ImageAttestation;
+use futures::StreamExt as _;
+use kube::api::{Api, PostParams};
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use support::operator::{free_port, http_get};
+use support::plane::Plane;
+use support::signer::Signer;
+
+const PLANE: Plane = Plane {
+    state_dir: "target/scale-cluster",
+    apiserver_port: "36443",
+    etcd_port: "32379",
+    etcd_peer_port: "32380",
+};
+const NAMESPACE: &str = "scale";
+const SYSTEM: &str = "binauthz-system";
+const ATTESTOR: &str = "scale-attestor";
+/// Creations in flight at once.
+const CONCURRENCY: usize = 32;
+const READY_LIMIT: Duration = Duration::from_secs(600);
+const LISTED: &str = "listed every ImageAttestation";
+
+/// One size's figures.
+struct Row {
+    size: usize,
+    create_per_s: f64,
+    ready: Duration,
+    rss: u64,
+    relist_peak: Option<u64>,
+    relist_ready: Option<Duration>,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let sizes = sizes();
+    println!("{}", machine());
+    eprintln!("scale: fresh control plane in {}", PLANE.state_dir);
+    fresh_plane();
+    PLANE.install_crds();
+    PLANE.ok(&["create", "namespace", NAMESPACE]);
+    PLANE.ok(&["create", "namespace", SYSTEM]);
+    let signer = Signer::new();
+    PLANE.apply(&signer.attestor_json(ATTESTOR));
+    PLANE.apply(&policy());
+    let client = client(&PLANE.kubeconfig()).await;
+
+    eprintln!("scale: baseline, a replica over no attestation");
+    let baseline = Replica::start(0);
+    let base_ready = baseline.wait_ready(0, Instant::now()).await;
+    let base_rss = baseline.rss();
+    drop(baseline);
+    eprintln!(
+        "scale: baseline ready in {:.2} s, {} resident",
+        base_ready.as_secs_f64(),
+        mib(base_rss)
+    );
+
+    let mut rows = Vec::new();
+    let mut created = 0;
+    for size in sizes {
+        let started = Instant::now();
+        create(&client, &signer, created..size).await;
+        let create_per_s = (size - created) as f64 / started.elapsed().as_secs_f64();
+        created = size;
+        eprintln!(
+            "scale: {size} attestations stored ({create_per_s:.0} created/s); starting a replica"
+        );
+        let replica = Replica::start(size);
+        let ready = replica.wait_ready(size, replica.started).await;
+        let rss = replica.rss();
+        eprintln!(
+            "scale: {size}: ready in {:.2} s, {} resident; restarting the control plane",
+            ready.as_secs_f64(),
+            mib(rss)
+        );
+        let (relist_peak, relist_ready) = match replica.relist(size).await {
+            Ok((peak, took)) => (Some(peak), Some(took)),
+            Err(why) => {
+                eprintln!("scale: {size}: no re-list measured: {why}");
+                (None, None)
+            }
+        };
+        rows.push(Row {
+            size,
+            create_per_s,
+            ready,
+            rss,
+            relist_peak,
+            relist_ready,
+        });
+    }
+    if std::env::var_os("SCALE_KEEP").is_none() {
+        PLANE.down();
+        let _ = std::fs::remove_dir_all(PLANE.state_dir());
+    }
+    report(&rows, base_rss);
+}
+
+/// The sizes to measure, ascending.
+fn sizes() -> Vec<usize> {
+    let spec = match std::env::var("SCALE_SIZES") {
+        Ok(s) if !s.trim().is_empty() => s,
+        _ if std::env::var_os("BENCH_QUICK").is_some() => "1000".into(),
+        _ => "1000,10000,100000".into(),
+    };
+    let mut sizes: Vec<usize> = spec
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("SCALE_SIZES: {s:?} is not a number"))
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("machine: {cores} cores, {cpu}, load average {load}")
+}
+
+/// Stop and wipe a control plane left by an earlier run, then start a new one.
+fn fresh_plane() {
+    if PLANE.state_dir().join("kubeconfig").exists() {
+        PLANE.down();
+    }
+    let _ = std::fs::remove_dir_all(PLANE.state_dir());
+    PLANE.up();
+}
+
+async fn client(kubeconfig: &Path) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("read the kubeconfig");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("load the kubeconfig");
+    config.read_timeout = Some(Duration::from_secs(60));
+    kube::Client::try_from(config).expect("build a kube client")
+}
+
+/// Attestation number `i`: its own image digest, named the way `binauthz attestation create`
+/// names attestations.
+fn attestation(signer: &Signer, i: usize) -> ImageAttestation {
+    let digest = sha256_hex(format!("scale image {i}").as_bytes());
+    let image = format!("registry.example.com/team-{}/app@sha256:{digest}", i % 50);
+    let name = format!("app-{}-{ATTESTOR}", &digest[..12]);
+    signer.attestation(NAMESPACE, &name, ATTESTOR, &image)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn policy() -> String {
+    format!(
+        r#"apiVersion: binauthz.dev/v1alpha1
+kind: AttestationPolicy
+metadata:
+  name: scale
+spec:
+  namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {NAMESPACE}
+  defaultAdmissionRule:
+    evaluationMode: REQUIRE_ATTESTATION
+    enforcementMode: ENFORCED_BLOCK_AND_AUDIT_LOG
+    requireAttestationsBy: [{ATTESTOR}]
+"#
+    )
+}
+
+/// Create attestations number `range`, `CONCURRENCY` at a time.
+async fn create(client: &kube::Client, signer: &Signer, range: std::ops::Range<usize>) {
+    let api: Api<ImageAttestation> = Api::namespaced(client.clone(), NAMESPACE);
+    let total = range.len();
+    let mut done = 0usize;
+    let mut last_report = Instant::now();
+    let mut stream = futures::stream::iter(range)
+        .map(|i| {
+            let api = api.clone();
+            let attestation = attestation(signer, i);
+            async move {
+                let mut tries = 0;
+                loop {
+                    match api.create(&PostParams::default(), &attestation).await {
+                        Ok(_) => return Ok(()),
+                        Err(kube::Error::Api(e)) if e.code == 409 => return Ok(()),
+                        Err(e) if tries < 5 => {
+                            tries += 1;
+                            eprintln!("scale: create failed ({e}); retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY);
+    while let Some(result) = stream.next().await {
+        result.expect("create an ImageAttestation");
+        done += 1;
+        if last_report.elapsed() > Duration::from_secs(15) {
+            eprintln!("scale: created {done} of {total}");
+            last_report = Instant::now();
+        }
+    }
+}
+
+/// A `binauthz run` child process on the bench's control plane.
+struct Replica {
+    child: Child,
+    admin_port: u16,
+    log: PathBuf,
+    started: Instant,
+}
+
+impl Replica {
+    fn start(size: usize) -> Self {
+        let webhook_port = free_port();
+        let admin_port = free_port();
+        let log = PLANE.state_dir().join(format!("binauthz-{size}.log"));
+        let started = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_binauthz"))
+            .args(["run", "--namespace", SYSTEM, "--identity", "scale-bench"])
+            .arg("--kubeconfig")
+            .arg(PLANE.kubeconfig())
+            .arg(format!(
+                "--webhook-url=https://127.0.0.1:{webhook_port}/validate"
+            ))
+            .arg(format!("--webhook-port={webhook_port}"))
+            .arg(format!("--admin-port={admin_port}"))
+            .args(["--failure-policy", "Ignore"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("create the replica's log"))
+            .spawn()
+            .expect("start binauthz run");
+        Self {
+            child,
+            admin_port,
+            log,
+            started,
+        }
+    }
+
+    /// Wait until `/readyz` answers 200 and the index holds `size` entries; time since `since`.
+    async fn wait_ready(&self, size: usize, since: Instant) -> Duration {
+        loop {
+            if http_get(self.admin_port, "/readyz").await.is_ok() {
+                let ready = since.elapsed();
+                let entries = self.index_entries().await;
+                assert_eq!(
+                    entries,
+                    Some(size),
+                    "ready, but the trust index holds {entries:?} entries instead of {size}; log: {}",
+                    self.log.display()
+                );
+                return ready;
+            }
+            assert!(
+                since.elapsed() < READY_LIMIT,
+                "not ready after {READY_LIMIT:?}; log: {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn index_entries(&self) -> Option<usize> {
+        let metrics = http_get(self.admin_port, "/metrics").await.ok()?;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("binauthz_trust_index_entries "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read the replica's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Resident bytes now.
+    fn rss(&self) -> u64 {
+        self.status_kib("VmRSS:") * 1024
+    }
+
+    fn lists(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches(LISTED)
+            .count()
+    }
+
+    /// Restart the control plane under the replica and follow its re-list: the peak resident
+    /// bytes and the time from the restarted API server to ready again.
+    async fn relist(&self, size: usize) -> Result<(u64, Duration), String> {
+        let lists = self.lists();
+        let mut peak = self.rss();
+        PLANE.down();
+        PLANE.up();
+        let back = Instant::now();
+        loop {
+            peak = peak.max(self.rss());
+            if self.lists() > lists && http_get(self.admin_port, "/readyz").await.is_ok() {
+                let took = back.elapsed();
+                let entries = self.index_entries().await;
+                if entries != Some(size) {
+                    return Err(format!("index holds {entries:?} entries after the re-list"));
+                }
+                return Ok((peak, took));
+            }
+            if back.elapsed() > Duration::from_secs(120) {
+                return Err(
+                    "the replica did not list again within 120 s of the restart (its \
+                     watches resumed instead)"
+                        .into(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn report(rows: &[Row], base_rss: u64) {
+    println!();
+    println!(
+        "One binauthz replica (leader) over N ImageAttestations on a real kube-apiserver + etcd"
+    );
+    println!(
+        "{:>8}  {:>10}  {:>9}  {:>12}  {:>14}  {:>14}  {:>13}",
+        "N", "created/s", "ready s", "resident", "bytes/object", "re-list peak", "re-list ready"
+    );
+    println!("{}", "-".repeat(94));
+    println!(
+        "{:>8}  {:>10}  {:>9}  {:>12}  {:>14}  {:>14}  {:>13}",
+        0,
+        "",
+        "",
+        mib(base_rss),
+        "",
+        "",
+        ""
+    );
+    let mut ready_10k = None;
+    let mut per_object_10k = None;
+    for row in rows {
+        let per_object = row.rss.saturating_sub(base_rss) as f64 / row.size.max(1) as f64;
+        if row.size == 10_000 {
+            ready_10k = Some(row.ready.as_secs_f64());
+            per_object_10k = Some(per_object);
+        }
+        println!(
+            "{:>8}  {:>10.0}  {:>9.2}  {:>12}  {:>14.0}  {:>14}  {:>13}",
+            row.size,
+            row.create_per_s,
+            row.ready.as_secs_f64(),
+            mib(row.rss),
+            per_object,
+            row.relist_peak.map_or_else(|| "-".into(), mib),
+            row.relist_ready
+                .map_or_else(|| "-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+        );
+    }
+    println!();
+    println!(
+        "ready_10k_s={} bytes_per_object_10k={}",
+        ready_10k.map_or_else(|| "n/a".into(), |s| format!("{s:.2}")),
+        per_object_10k.map_or_else(|| "n/a".into(), |b| format!("{b:.0}")),
+    );
+}

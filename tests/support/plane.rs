@@ -1,0 +1,150 @@
+//! A control plane of a caller's own, driven by `tests/controlplane/cluster.sh` with its own
+//! state dir and ports, for tests and benchmarks that restart it or fill it with many objects
+//! and must never disturb the shared one.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use super::cluster::{install_crypto_provider, repo_root};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Where a private control plane keeps its state and which loopback ports it takes.
+pub struct Plane {
+    /// State dir, relative to the repository root.
+    pub state_dir: &'static str,
+    pub apiserver_port: &'static str,
+    pub etcd_port: &'static str,
+    pub etcd_peer_port: &'static str,
+}
+
+impl Plane {
+    pub fn state_dir(&self) -> PathBuf {
+        repo_root().join(self.state_dir)
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state_dir().join("kubeconfig")
+    }
+
+    fn script(&self, target: &str) -> Output {
+        Command::new("make")
+            .args(["--no-print-directory", target])
+            .current_dir(repo_root())
+            .env("CLUSTER_DIR", self.state_dir())
+            .env("CONTROLPLANE_APISERVER_PORT", self.apiserver_port)
+            .env("CONTROLPLANE_ETCD_PORT", self.etcd_port)
+            .env("CONTROLPLANE_ETCD_PEER_PORT", self.etcd_peer_port)
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
+            .env_remove("MAKELEVEL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run make (is it installed?)")
+    }
+
+    /// Start (or reuse) the control plane.
+    pub fn up(&self) {
+        install_crypto_provider();
+        let out = self.script("cluster-up");
+        assert!(
+            out.status.success(),
+            "make cluster-up ({}): {}{}",
+            self.state_dir,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
+    /// Stop it (its state stays).
+    pub fn down(&self) {
+        let out = self.script("cluster-down");
+        assert!(
+            out.status.success(),
+            "make cluster-down ({}): {}{}",
+            self.state_dir,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl (is it on PATH?)")
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl (is it on PATH?)");
+        child
+            .stdin
+            .take()
+            .expect("kubectl's stdin")
+            .write_all(input.as_bytes())
+            .expect("write to kubectl");
+        child.wait_with_output().expect("wait for kubectl")
+    }
+
+    /// `kubectl ARGS`, which must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    pub fn apply(&self, manifest: &str) {
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], manifest);
+        assert!(out.status.success(), "kubectl apply: {}", text(&out.stderr));
+    }
+
+    /// Install (or update) the CRDs of `crds/` and wait until they are served.
+    pub fn install_crds(&self) {
+        let crds = repo_root().join("crds");
+        let out = self.kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            crds.to_str().expect("UTF-8 path"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for crd in [
+            "attestors.binauthz.dev",
+            "attestationpolicies.binauthz.dev",
+            "imageattestations.binauthz.dev",
+        ] {
+            self.ok(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                &format!("crd/{crd}"),
+            ]);
+        }
+    }
+
+    /// A new namespace named after `prefix`.
+    pub fn namespace(&self, prefix: &str) -> String {
+        let name = super::cluster::unique_name(prefix);
+        self.ok(&["create", "namespace", &name]);
+        name
+    }
+}
