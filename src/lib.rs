@@ -4,6 +4,7 @@
 //! the CRD types in `crd` are plain data derived with kube and schemars.
 
 pub mod admin;
+pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod controller;

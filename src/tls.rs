@@ -541,9 +541,10 @@ pub async fn follow_secret(api: Api<Secret>, store: Arc<CertStore>) {
     let config = watcher::Config::default()
         .fields(&format!("metadata.name={SECRET_NAME}"))
         .timeout(240);
-    let mut events = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(watcher(
-        api, config
-    )));
+    let mut events = std::pin::pin!(kube::runtime::WatchStreamExt::backoff(
+        watcher(api, config),
+        crate::backoff::WatchBackoff::new()
+    ));
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(secret) | watcher::Event::InitApply(secret)) => {

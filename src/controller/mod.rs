@@ -27,6 +27,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt as _};
 
+use crate::backoff::WatchBackoff;
 use crate::crd::{AttestationPolicy, Attestor, ImageAttestation};
 use crate::metrics::LeaderMetrics;
 use crate::tls::CertStore;
@@ -245,14 +246,18 @@ pub async fn run(
     let attestation_api = Api::<DeserializeGuard<ImageAttestation>>::all(client.clone());
     let policy_api = Api::<DeserializeGuard<AttestationPolicy>>::all(client.clone());
 
-    let attestor_controller = Controller::new(attestor_api.clone(), watch_config());
+    // Every controller retries its watches within seconds (see `WatchBackoff`).
+    let attestor_controller =
+        Controller::new(attestor_api.clone(), watch_config()).trigger_backoff(WatchBackoff::new());
     let attestor_store = attestor_controller.store();
 
     let attestation_controller = Controller::new(attestation_api.clone(), watch_config())
+        .trigger_backoff(WatchBackoff::new())
         .with_config(ControllerConfig::default().concurrency(16));
     let attestation_store = attestation_controller.store();
 
     let policy_controller = Controller::new(policy_api, watch_config())
+        .trigger_backoff(WatchBackoff::new())
         .with_config(ControllerConfig::default().debounce(Duration::from_millis(500)));
     let policy_store = policy_controller.store();
 

@@ -363,7 +363,7 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
         Api::<RunningPod>::all(client.clone()),
         super::watch_config().fields(ACTIVE_PODS),
     )
-    .default_backoff()
+    .backoff(crate::backoff::WatchBackoff::new())
     .modify(strip_pod)
     .reflect(pod_writer);
     let (namespaces, namespace_writer) = reflector::store();
@@ -371,7 +371,7 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         super::watch_config(),
     )
-    .default_backoff()
+    .backoff(crate::backoff::WatchBackoff::new())
     .modify(strip_namespace)
     .reflect(namespace_writer);
     let (policies, policy_writer) = reflector::store();
@@ -379,14 +379,14 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
         Api::<DeserializeGuard<AttestationPolicy>>::all(client.clone()),
         super::watch_config(),
     )
-    .default_backoff()
+    .backoff(crate::backoff::WatchBackoff::new())
     .reflect(policy_writer);
     // Only deletions matter here: the reconciler reports every other change.
     let attestation_events = watcher(
         Api::<PartialObjectMeta<ImageAttestation>>::all(client),
         super::watch_config(),
     )
-    .default_backoff();
+    .backoff(crate::backoff::WatchBackoff::new());
     let mut pod_events = pin!(pod_events);
     let mut namespace_events = pin!(namespace_events);
     let mut policy_events = pin!(policy_events);

@@ -276,7 +276,7 @@ pub async fn maintain(ctx: Arc<Context>) {
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(1);
     let watch = reflector::reflector(
         writer,
-        watcher(api, super::watch_config()).default_backoff(),
+        watcher(api, super::watch_config()).backoff(crate::backoff::WatchBackoff::new()),
     )
     .for_each(move |event| {
         let changed = changed_tx.clone();

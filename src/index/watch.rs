@@ -19,6 +19,7 @@ use kube::{Api, Client, ResourceExt as _};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::{IndexState, Job, Resource};
+use crate::backoff::WatchBackoff;
 use crate::crd::{AttestationPolicy, AttestationPolicySpec, Attestor, ImageAttestation};
 use crate::verify;
 
@@ -345,45 +346,6 @@ async fn verify_job(job: Job, semaphore: Arc<Semaphore>, done: mpsc::UnboundedSe
     let _ = done.send((job, outcome));
 }
 
-/// Retry delays of the index's watches: 200 ms doubling to at most 5 s, with jitter, and back
-/// to 200 ms after any event. kube's default (up to 30 s, like client-go) is kind to a struggling
-/// API server, but after an outage the index would go on answering from a state up to a minute
-/// old: attestations made (or deleted) meanwhile unseen. Four watches per replica retrying every
-/// 5 s weigh nothing on an API server.
-struct IndexBackoff {
-    builder: backon::ExponentialBuilder,
-    delays: backon::ExponentialBackoff,
-}
-
-impl IndexBackoff {
-    fn new() -> Self {
-        let builder = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(5))
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times();
-        Self {
-            delays: backon::BackoffBuilder::build(builder),
-            builder,
-        }
-    }
-}
-
-impl Iterator for IndexBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        self.delays.next()
-    }
-}
-
-impl kube::runtime::utils::Backoff for IndexBackoff {
-    fn reset(&mut self) {
-        self.delays = backon::BackoffBuilder::build(self.builder);
-    }
-}
-
 /// Watch the four resources with `client` and keep `state` current, forever.
 pub async fn run(
     client: Client,
@@ -401,7 +363,7 @@ pub async fn run(
                 Api::<DeserializeGuard<Attestor>>::all(client.clone()),
                 config.clone(),
             )
-            .backoff(IndexBackoff::new()),
+            .backoff(WatchBackoff::new()),
             Change::Attestor,
         ),
         tag(
@@ -410,7 +372,7 @@ pub async fn run(
                 Api::<DeserializeGuard<ImageAttestation>>::all(client.clone()),
                 config.clone(),
             )
-            .backoff(IndexBackoff::new()),
+            .backoff(WatchBackoff::new()),
             Change::Attestation,
         ),
         tag(
@@ -419,13 +381,13 @@ pub async fn run(
                 Api::<DeserializeGuard<AttestationPolicy>>::all(client.clone()),
                 config.clone(),
             )
-            .backoff(IndexBackoff::new()),
+            .backoff(WatchBackoff::new()),
             Change::Policy,
         ),
         tag(
             Resource::Namespaces,
             watcher(Api::<PartialObjectMeta<Namespace>>::all(client), config)
-                .backoff(IndexBackoff::new()),
+                .backoff(WatchBackoff::new()),
             Change::Namespace,
         ),
     ]);
