@@ -815,6 +815,20 @@ fn hand_written_verified_status_gives_nothing() {
     }
 }
 
+const CUSTOM_ID: &str = "ni:///sha-256;custom";
+
+/// A PKIX key entry with the explicit id [`CUSTOM_ID`].
+fn custom_pkix(public_key_pem: String, signature_algorithm: SignatureAlgorithm) -> AttestorPublicKey {
+    AttestorPublicKey {
+        id: Some(CUSTOM_ID.into()),
+        pkix_public_key: Some(crd::PkixPublicKey {
+            public_key_pem,
+            signature_algorithm,
+        }),
+        ..AttestorPublicKey::default()
+    }
+}
+
 #[test]
 fn malformed_keys_and_documents_are_refused() {
     let home = GpgHome::new();
@@ -855,39 +869,18 @@ fn malformed_keys_and_documents_are_refused() {
         ),
         (
             "PEM with a corrupted body",
-            AttestorPublicKey {
-                id: Some("ni:///sha-256;custom".into()),
-                pkix_public_key: Some(crd::PkixPublicKey {
-                    public_key_pem: pem.replacen("MF", "MG", 1),
-                    signature_algorithm: SignatureAlgorithm::EcdsaP256Sha256,
-                }),
-                ..AttestorPublicKey::default()
-            },
-            "ni:///sha-256;custom",
+            custom_pkix(pem.replacen("MF", "MG", 1), SignatureAlgorithm::EcdsaP256Sha256),
+            CUSTOM_ID,
         ),
         (
             "PEM key for another algorithm",
-            AttestorPublicKey {
-                id: Some("ni:///sha-256;custom".into()),
-                pkix_public_key: Some(crd::PkixPublicKey {
-                    public_key_pem: pem.clone(),
-                    signature_algorithm: SignatureAlgorithm::RsaPss2048Sha256,
-                }),
-                ..AttestorPublicKey::default()
-            },
-            "ni:///sha-256;custom",
+            custom_pkix(pem.clone(), SignatureAlgorithm::RsaPss2048Sha256),
+            CUSTOM_ID,
         ),
         (
             "a PGP key where a PEM key belongs",
-            AttestorPublicKey {
-                id: Some("ni:///sha-256;custom".into()),
-                pkix_public_key: Some(crd::PkixPublicKey {
-                    public_key_pem: armored.clone(),
-                    signature_algorithm: SignatureAlgorithm::EcdsaP256Sha256,
-                }),
-                ..AttestorPublicKey::default()
-            },
-            "ni:///sha-256;custom",
+            custom_pkix(armored.clone(), SignatureAlgorithm::EcdsaP256Sha256),
+            CUSTOM_ID,
         ),
     ];
     for (name, key, key_id) in bad_keys {

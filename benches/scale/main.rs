@@ -12,9 +12,10 @@
 //! - **resident memory** at that moment (`VmRSS`), and per attestation against a run over an
 //!   empty cluster; the whole process counts: the trust index, the watch buffers and, as this
 //!   replica is also the leader, the controller's caches;
-//! - **re-list peak**: the control plane is restarted under the running replica; its watches
-//!   are told their resource version is too old and list everything again; the peak of
-//!   `VmRSS` (sampled every 10 ms) until the replica has listed and is ready again.
+//! - **re-list peak**: the control plane is killed (SIGKILL, as in a crash) and restarted under
+//!   the running replica; its watches are told their resource version is too old and list
+//!   everything again; the peak of `VmRSS` (sampled every 10 ms) until the replica has listed
+//!   and is ready again, and the time from the restarted API server to ready.
 //!
 //! `SCALE_SIZES=1000,10000` picks the sizes; `BENCH_QUICK=1` runs 1k only.
 
@@ -75,7 +76,7 @@ async fn main() {
     let client = client(&PLANE.kubeconfig()).await;
 
     eprintln!("scale: baseline, a replica over no attestation");
-    let baseline = Replica::start(0);
+    let mut baseline = Replica::start(0);
     let base_ready = baseline.wait_ready(0, Instant::now()).await;
     let base_rss = baseline.rss();
     drop(baseline);
@@ -95,11 +96,11 @@ async fn main() {
         eprintln!(
             "scale: {size} attestations stored ({create_per_s:.0} created/s); starting a replica"
         );
-        let replica = Replica::start(size);
+        let mut replica = Replica::start(size);
         let ready = replica.wait_ready(size, replica.started).await;
         let rss = replica.rss();
         eprintln!(
-            "scale: {size}: ready in {:.2} s, {} resident; restarting the control plane",
+            "scale: {size}: ready in {:.2} s, {} resident; crashing and restarting the control plane",
             ready.as_secs_f64(),
             mib(rss)
         );
@@ -266,6 +267,8 @@ impl Replica {
         let webhook_port = free_port();
         let admin_port = free_port();
         let log = PLANE.state_dir().join(format!("binauthz-{size}.log"));
+        // `binauthz run` logs to stdout; its errors go to stderr.
+        let log_file = File::create(&log).expect("create the replica's log");
         let started = Instant::now();
         let child = Command::new(env!("CARGO_BIN_EXE_binauthz"))
             .args(["run", "--namespace", SYSTEM, "--identity", "scale-bench"])
@@ -276,11 +279,11 @@ impl Replica {
             ))
             .arg(format!("--webhook-port={webhook_port}"))
             .arg(format!("--admin-port={admin_port}"))
-            .args(["--failure-policy", "Ignore"])
+            .args(["--failure-policy", "ignore"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("create the replica's log"))
+            .stdout(log_file.try_clone().expect("share the replica's log"))
+            .stderr(log_file)
             .spawn()
             .expect("start binauthz run");
         Self {
@@ -292,8 +295,14 @@ impl Replica {
     }
 
     /// Wait until `/readyz` answers 200 and the index holds `size` entries; time since `since`.
-    async fn wait_ready(&self, size: usize, since: Instant) -> Duration {
+    async fn wait_ready(&mut self, size: usize, since: Instant) -> Duration {
         loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "binauthz run exited ({status}): {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
             if http_get(self.admin_port, "/readyz").await.is_ok() {
                 let ready = since.elapsed();
                 let entries = self.index_entries().await;
@@ -349,7 +358,7 @@ impl Replica {
     async fn relist(&self, size: usize) -> Result<(u64, Duration), String> {
         let lists = self.lists();
         let mut peak = self.rss();
-        PLANE.down();
+        PLANE.crash();
         PLANE.up();
         let back = Instant::now();
         loop {

@@ -83,6 +83,14 @@ down() {
   done
   echo "control plane (pid $pid) ignored SIGTERM for 30s: killing it" >&2
   kill -KILL "$pid" 2>/dev/null || true
+  # A killed process closes its sockets only when its last thread is gone: wait for the ports.
+  local port
+  for port in "${PORTS[@]}"; do
+    for _ in $(seq 1 40); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+      sleep 0.25
+    done
+  done
   rm -f "$PIDFILE"
 }
 

@@ -81,10 +81,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    kubectl_command(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubectl (is it on PATH?)")
+    kubectl_at(kubeconfig(), args, None)
 }
 
 /// Runs `kubectl ... ARGS` with `input` on stdin, e.g. `kubectl_stdin(["apply", "-f", "-"], yaml)`.
@@ -93,7 +90,24 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut child = kubectl_command(args)
+    kubectl_at(kubeconfig(), args, Some(input))
+}
+
+/// Runs `kubectl --kubeconfig KUBECONFIG ARGS`, with `input` on stdin if given.
+pub fn kubectl_at<I, S>(kubeconfig: &Path, args: I, input: Option<&str>) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new("kubectl");
+    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+    let Some(input) = input else {
+        return cmd
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl (is it on PATH?)");
+    };
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -106,16 +120,6 @@ where
         .write_all(input.as_bytes())
         .expect("write kubectl stdin");
     child.wait_with_output().expect("wait for kubectl")
-}
-
-fn kubectl_command<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = Command::new("kubectl");
-    cmd.arg("--kubeconfig").arg(kubeconfig()).args(args);
-    cmd
 }
 
 /// A fresh name, unique across processes and runs: `<prefix>-<time>-<pid>-<n>` (at most 63 chars).

@@ -2,11 +2,10 @@
 //! state dir and ports, for tests and benchmarks that restart it or fill it with many objects
 //! and must never disturb the shared one.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use super::cluster::{install_crypto_provider, repo_root};
+use super::cluster::{install_crypto_provider, kubectl_at, repo_root};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -71,33 +70,34 @@ impl Plane {
         );
     }
 
+    /// Kill it with SIGKILL, as a crash would, and wait until its ports are free; `up` starts it
+    /// again on the same state. Unlike a graceful stop, watchers get no last bookmark, so they
+    /// must list again.
+    pub fn crash(&self) {
+        let pid = std::fs::read_to_string(self.state_dir().join("controlplane.pid"))
+            .expect("read the control plane's pid file");
+        let status = Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL {}", pid.trim());
+        for port in [self.apiserver_port, self.etcd_port, self.etcd_peer_port] {
+            let addr = format!("127.0.0.1:{port}");
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(&addr).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kubectl (is it on PATH?)")
+        kubectl_at(&self.kubeconfig(), args, None)
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl (is it on PATH?)");
-        child
-            .stdin
-            .take()
-            .expect("kubectl's stdin")
-            .write_all(input.as_bytes())
-            .expect("write to kubectl");
-        child.wait_with_output().expect("wait for kubectl")
+        kubectl_at(&self.kubeconfig(), args, Some(input))
     }
 
     /// `kubectl ARGS`, which must succeed; its stdout.
