@@ -818,7 +818,10 @@ fn hand_written_verified_status_gives_nothing() {
 const CUSTOM_ID: &str = "ni:///sha-256;custom";
 
 /// A PKIX key entry with the explicit id [`CUSTOM_ID`].
-fn custom_pkix(public_key_pem: String, signature_algorithm: SignatureAlgorithm) -> AttestorPublicKey {
+fn custom_pkix(
+    public_key_pem: String,
+    signature_algorithm: SignatureAlgorithm,
+) -> AttestorPublicKey {
     AttestorPublicKey {
         id: Some(CUSTOM_ID.into()),
         pkix_public_key: Some(crd::PkixPublicKey {
@@ -869,7 +872,10 @@ fn malformed_keys_and_documents_are_refused() {
         ),
         (
             "PEM with a corrupted body",
-            custom_pkix(pem.replacen("MF", "MG", 1), SignatureAlgorithm::EcdsaP256Sha256),
+            custom_pkix(
+                pem.replacen("MF", "MG", 1),
+                SignatureAlgorithm::EcdsaP256Sha256,
+            ),
             CUSTOM_ID,
         ),
         (

@@ -9,9 +9,11 @@
 //! - **ready**: from the start of the process to `/readyz` answering 200, which requires every
 //!   watch to have listed and every listed signature to be verified (the metric
 //!   `binauthz_trust_index_entries` is checked to equal the size);
-//! - **resident memory** at that moment (`VmRSS`), and per attestation against a run over an
-//!   empty cluster; the whole process counts: the trust index, the watch buffers and, as this
-//!   replica is also the leader, the controller's caches;
+//! - **resident memory** (`VmRSS`) at that moment, and once settled: this replica is also the
+//!   leader, and after the list it verifies every attestation again and writes its status; when
+//!   it has used under 5 % of a core for 3 s (or after 180 s) the memory is what its caches
+//!   hold. Bytes per attestation compare that with a replica over an empty cluster; the whole
+//!   process counts: the trust index, the controller's cache, allocator overhead;
 //! - **re-list peak**: the control plane is killed (SIGKILL, as in a crash) and restarted under
 //!   the running replica; its watches are told their resource version is too old and list
 //!   everything again; the peak of `VmRSS` (sampled every 10 ms) until the replica has listed
@@ -57,6 +59,8 @@ struct Row {
     create_per_s: f64,
     ready: Duration,
     rss: u64,
+    settled: u64,
+    settle_time: Duration,
     relist_peak: Option<u64>,
     relist_ready: Option<Duration>,
 }
@@ -86,6 +90,19 @@ async fn main() {
         mib(base_rss)
     );
 
+    // SCALE_ROLE=standby: the measured replicas never lead (the Lease is held by a name no
+    // replica has), so they hold only what every webhook replica holds: the trust index.
+    let standby = std::env::var("SCALE_ROLE").is_ok_and(|r| r == "standby");
+    if standby {
+        PLANE.apply(&format!(
+            r#"{{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {{"name": "binauthz-leader", "namespace": "{SYSTEM}"}},
+                "spec": {{"holderIdentity": "someone-else", "leaseDurationSeconds": 86400,
+                          "renewTime": "{}"}}}}"#,
+            jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        ));
+    }
+
     let mut rows = Vec::new();
     let mut created = 0;
     for size in sizes {
@@ -100,9 +117,15 @@ async fn main() {
         let ready = replica.wait_ready(size, replica.started).await;
         let rss = replica.rss();
         eprintln!(
-            "scale: {size}: ready in {:.2} s, {} resident; crashing and restarting the control plane",
+            "scale: {size}: ready in {:.2} s, {} resident; waiting for the leader's work to settle",
             ready.as_secs_f64(),
             mib(rss)
+        );
+        let (settled, settle_time) = replica.settle().await;
+        eprintln!(
+            "scale: {size}: {} resident after {:.0} s; crashing and restarting the control plane",
+            mib(settled),
+            settle_time.as_secs_f64()
         );
         let (relist_peak, relist_ready) = match replica.relist(size).await {
             Ok((peak, took)) => (Some(peak), Some(took)),
@@ -116,6 +139,8 @@ async fn main() {
             create_per_s,
             ready,
             rss,
+            settled,
+            settle_time,
             relist_peak,
             relist_ready,
         });
@@ -124,7 +149,7 @@ async fn main() {
         PLANE.down();
         let _ = std::fs::remove_dir_all(PLANE.state_dir());
     }
-    report(&rows, base_rss);
+    report(&rows, base_rss, if standby { "standby" } else { "leader" });
 }
 
 /// The sizes to measure, ascending.
@@ -341,6 +366,43 @@ impl Replica {
             .unwrap_or_else(|| panic!("no {field} in /proc status"))
     }
 
+    /// CPU time used so far, in clock ticks (`utime + stime` of `/proc/PID/stat`).
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read the replica's /proc stat");
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+        field(11) + field(12)
+    }
+
+    /// Wait until the leader has done what the list gave it to do (verifying and writing every
+    /// attestation's status): the replica uses under 5 % of a core for 3 s in a row, or 180 s
+    /// have passed. Resident bytes then, and the time it took.
+    async fn settle(&self) -> (u64, Duration) {
+        let start = Instant::now();
+        let mut quiet = 0;
+        let mut last = self.cpu_ticks();
+        while quiet < 3 && start.elapsed() < Duration::from_secs(180) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.cpu_ticks();
+            quiet = if now.saturating_sub(last) < 5 {
+                quiet + 1
+            } else {
+                0
+            };
+            last = now;
+        }
+        (self.rss(), start.elapsed())
+    }
+
     /// Resident bytes now.
     fn rss(&self) -> u64 {
         self.status_kib("VmRSS:") * 1024
@@ -394,22 +456,30 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn report(rows: &[Row], base_rss: u64) {
+fn report(rows: &[Row], base_rss: u64, role: &str) {
     println!();
     println!(
-        "One binauthz replica (leader) over N ImageAttestations on a real kube-apiserver + etcd"
+        "One binauthz replica ({role}) over N ImageAttestations on a real kube-apiserver + etcd"
     );
     println!(
-        "{:>8}  {:>10}  {:>9}  {:>12}  {:>14}  {:>14}  {:>13}",
-        "N", "created/s", "ready s", "resident", "bytes/object", "re-list peak", "re-list ready"
+        "{:>8}  {:>10}  {:>9}  {:>12}  {:>16}  {:>12}  {:>14}  {:>13}",
+        "N",
+        "created/s",
+        "ready s",
+        "at ready",
+        "settled (after)",
+        "bytes/object",
+        "re-list peak",
+        "re-list ready"
     );
-    println!("{}", "-".repeat(94));
+    println!("{}", "-".repeat(114));
     println!(
-        "{:>8}  {:>10}  {:>9}  {:>12}  {:>14}  {:>14}  {:>13}",
+        "{:>8}  {:>10}  {:>9}  {:>12}  {:>16}  {:>12}  {:>14}  {:>13}",
         0,
         "",
         "",
         mib(base_rss),
+        "",
         "",
         "",
         ""
@@ -417,17 +487,22 @@ fn report(rows: &[Row], base_rss: u64) {
     let mut ready_10k = None;
     let mut per_object_10k = None;
     for row in rows {
-        let per_object = row.rss.saturating_sub(base_rss) as f64 / row.size.max(1) as f64;
+        let per_object = row.settled.saturating_sub(base_rss) as f64 / row.size.max(1) as f64;
         if row.size == 10_000 {
             ready_10k = Some(row.ready.as_secs_f64());
             per_object_10k = Some(per_object);
         }
         println!(
-            "{:>8}  {:>10.0}  {:>9.2}  {:>12}  {:>14.0}  {:>14}  {:>13}",
+            "{:>8}  {:>10.0}  {:>9.2}  {:>12}  {:>16}  {:>12.0}  {:>14}  {:>13}",
             row.size,
             row.create_per_s,
             row.ready.as_secs_f64(),
             mib(row.rss),
+            format!(
+                "{} ({:.0} s)",
+                mib(row.settled),
+                row.settle_time.as_secs_f64()
+            ),
             per_object,
             row.relist_peak.map_or_else(|| "-".into(), mib),
             row.relist_ready

@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use kube::core::DeserializeGuard;
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt as _};
 
@@ -251,10 +252,20 @@ pub async fn run(
         Controller::new(attestor_api.clone(), watch_config()).trigger_backoff(WatchBackoff::new());
     let attestor_store = attestor_controller.store();
 
-    let attestation_controller = Controller::new(attestation_api.clone(), watch_config())
-        .trigger_backoff(WatchBackoff::new())
-        .with_config(ControllerConfig::default().concurrency(16));
-    let attestation_store = attestation_controller.store();
+    // Attestations can number in the hundred thousands: their cache drops `managedFields`,
+    // which nothing here reads and which would otherwise be the bulk of each cached object.
+    let (attestation_store, attestation_writer) = reflector::store();
+    let attestation_changes = watcher(attestation_api.clone(), watch_config())
+        .backoff(WatchBackoff::new())
+        .modify(|attestation: &mut DeserializeGuard<ImageAttestation>| {
+            attestation.managed_fields_mut().clear();
+        })
+        .reflect(attestation_writer)
+        .applied_objects();
+    let attestation_controller =
+        Controller::for_stream(attestation_changes, attestation_store.clone())
+            .trigger_backoff(WatchBackoff::new())
+            .with_config(ControllerConfig::default().concurrency(16));
 
     let policy_controller = Controller::new(policy_api, watch_config())
         .trigger_backoff(WatchBackoff::new())

@@ -20,7 +20,9 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::{IndexState, Job, Resource};
 use crate::backoff::WatchBackoff;
-use crate::crd::{AttestationPolicy, AttestationPolicySpec, Attestor, ImageAttestation};
+use crate::crd::{
+    AttestationPolicy, AttestationPolicySpec, Attestor, ImageAttestation, ImageAttestationSpec,
+};
 use crate::verify;
 
 /// How the watches and verifications run.
@@ -171,7 +173,8 @@ where
 #[derive(Default)]
 struct Buffers {
     attestors: Vec<DeserializeGuard<Attestor>>,
-    attestations: Vec<DeserializeGuard<ImageAttestation>>,
+    /// Key (`namespace/name`) and spec of every attestation that could be read.
+    attestations: Vec<(String, ImageAttestationSpec)>,
     policies: Vec<DeserializeGuard<AttestationPolicy>>,
     namespaces: Vec<PartialObjectMeta<Namespace>>,
 }
@@ -251,21 +254,19 @@ fn handle(state: &mut IndexState, buffers: &mut Buffers, change: Change) -> Vec<
         },
         Change::Attestation(event) => match event {
             E::Init => buffers.attestations.clear(),
-            E::InitApply(o) => buffers.attestations.push(o),
+            // Only the spec is kept, from the moment each object arrives: a list of many
+            // attestations never holds their metadata and status in memory all at once.
+            E::InitApply(g) => {
+                let key = guard_key(&g);
+                match g.0 {
+                    Ok(a) => buffers.attestations.push((key, a.spec)),
+                    Err(e) => {
+                        tracing::warn!(attestation = %key, error = %e, "cannot read ImageAttestation; it is not trusted");
+                    }
+                }
+            }
             E::InitDone => {
-                let all = std::mem::take(&mut buffers.attestations)
-                    .into_iter()
-                    .filter_map(|g| {
-                        let key = guard_key(&g);
-                        match g.0 {
-                            Ok(a) => Some((key, a.spec)),
-                            Err(e) => {
-                                tracing::warn!(attestation = %key, error = %e, "cannot read ImageAttestation; it is not trusted");
-                                None
-                            }
-                        }
-                    })
-                    .collect::<Vec<_>>();
+                let all = std::mem::take(&mut buffers.attestations);
                 tracing::info!(
                     attestations = all.len(),
                     "listed every ImageAttestation; verifying them"
