@@ -577,6 +577,11 @@ async fn fixed_rate(
 }
 
 fn main() {
+    // `cargo test --all-targets` builds and runs bench targets without `--bench`: build only.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("a benchmark: run it with `make bench-admission` (cargo bench --bench admission)");
+        return;
+    }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // BENCH_QUICK=1 checks the bench itself: 1 s phases.
     let quick = std::env::var_os("BENCH_QUICK").is_some();

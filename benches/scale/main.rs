@@ -67,6 +67,11 @@ struct Row {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `cargo test --all-targets` builds and runs bench targets without `--bench`: build only.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("a benchmark: run it with `make bench-scale` (cargo bench --bench scale)");
+        return;
+    }
     let sizes = sizes();
     println!("{}", machine());
     eprintln!("scale: fresh control plane in {}", PLANE.state_dir);
