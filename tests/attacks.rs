@@ -245,14 +245,27 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// The attestor `build`'s signer: an Ed25519 key made by gpg in `home`.
+fn build_signer(home: &GpgHome) -> PgpSigner<'_> {
+    PgpSigner {
+        fpr: home.gen_key("Build <build@example.com>", "ed25519", "sign", "1y"),
+        home,
+        faked_time: None,
+    }
+}
+
+/// The attestors when only `build` exists, trusting `build`'s key.
+fn only_build(build: &PgpSigner<'_>) -> Attestors {
+    Attestors(BTreeMap::from([(
+        "build".to_owned(),
+        attestor("build", vec![build.public_key()]),
+    )]))
+}
+
 #[test]
 fn signature_attacks_are_refused() {
     let home = GpgHome::new();
-    let build = PgpSigner {
-        fpr: home.gen_key("Build <build@example.com>", "ed25519", "sign", "1y"),
-        home: &home,
-        faked_time: None,
-    };
+    let build = build_signer(&home);
     let qa = PgpSigner {
         fpr: home.gen_key("QA <qa@example.com>", "rsa2048", "sign", "1y"),
         home: &home,
@@ -537,15 +550,8 @@ fn signature_attacks_are_refused() {
 #[test]
 fn tag_swapped_after_signing_is_denied() {
     let home = GpgHome::new();
-    let build = PgpSigner {
-        fpr: home.gen_key("Build <build@example.com>", "ed25519", "sign", "1y"),
-        home: &home,
-        faked_time: None,
-    };
-    let attestors = Attestors(BTreeMap::from([(
-        "build".to_owned(),
-        attestor("build", vec![build.public_key()]),
-    )]));
+    let build = build_signer(&home);
+    let attestors = only_build(&build);
     // Signed for app:v1 = D1; the tag is later moved to another image.
     let app_d1 = url(APP, D1);
     let genuine = attestation(
@@ -697,15 +703,8 @@ fn revoked_and_expired_keys_are_refused() {
 #[test]
 fn policy_naming_a_missing_attestor_never_admits() {
     let home = GpgHome::new();
-    let build = PgpSigner {
-        fpr: home.gen_key("Build <build@example.com>", "ed25519", "sign", "1y"),
-        home: &home,
-        faked_time: None,
-    };
-    let attestors = Attestors(BTreeMap::from([(
-        "build".to_owned(),
-        attestor("build", vec![build.public_key()]),
-    )]));
+    let build = build_signer(&home);
+    let attestors = only_build(&build);
     let app_d1 = url(APP, D1);
     let signature = build.attached(&create_payload(&app_d1));
     let by_build = attestation(&app_d1, "build", None, &build.fpr, &signature);
@@ -743,11 +742,7 @@ fn indent(text: &str, by: usize) -> String {
 #[test]
 fn hand_written_verified_status_gives_nothing() {
     let home = GpgHome::new();
-    let build = PgpSigner {
-        fpr: home.gen_key("Build <build@example.com>", "ed25519", "sign", "1y"),
-        home: &home,
-        faked_time: None,
-    };
+    let build = build_signer(&home);
     let app_d1 = url(APP, D1);
     let attestor_yaml = format!(
         "apiVersion: binauthz.dev/v1alpha1\nkind: Attestor\nmetadata:\n  name: build\nspec:\n  publicKeys:\n  - asciiArmoredPgpPublicKey: |\n{}",
@@ -835,11 +830,7 @@ fn custom_pkix(
 #[test]
 fn malformed_keys_and_documents_are_refused() {
     let home = GpgHome::new();
-    let build = PgpSigner {
-        fpr: home.gen_key("Build <build@example.com>", "ed25519", "sign", "1y"),
-        home: &home,
-        faked_time: None,
-    };
+    let build = build_signer(&home);
     let ossl = OpensslDir::new();
     let scan = PkixSigner::new(&ossl, "scan");
     let armored = home.export(&build.fpr);
@@ -954,11 +945,7 @@ fn malformed_keys_and_documents_are_refused() {
 #[test]
 fn huge_inputs_are_refused_quickly() {
     let home = GpgHome::new();
-    let build = PgpSigner {
-        fpr: home.gen_key("Build <build@example.com>", "ed25519", "sign", "1y"),
-        home: &home,
-        faked_time: None,
-    };
+    let build = build_signer(&home);
     let ossl = OpensslDir::new();
     let scan = PkixSigner::new(&ossl, "scan");
     let attestors = Attestors(BTreeMap::from([

@@ -579,7 +579,9 @@ async fn fixed_rate(
 fn main() {
     // `cargo test --all-targets` builds and runs bench targets without `--bench`: build only.
     if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("a benchmark: run it with `make bench-admission` (cargo bench --bench admission)");
+        eprintln!(
+            "a benchmark: run it with `make bench-admission` (cargo bench --bench admission)"
+        );
         return;
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
