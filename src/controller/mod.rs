@@ -252,13 +252,17 @@ pub async fn run(
         Controller::new(attestor_api.clone(), watch_config()).trigger_backoff(WatchBackoff::new());
     let attestor_store = attestor_controller.store();
 
-    // Attestations can number in the hundred thousands: their cache drops `managedFields`,
-    // which nothing here reads and which would otherwise be the bulk of each cached object.
+    // Attestations can number in the hundred thousands: their cache drops `managedFields` and
+    // kubectl's last-applied copy of the object, which nothing here reads and which would
+    // otherwise be the bulk of each cached object.
     let (attestation_store, attestation_writer) = reflector::store();
     let attestation_changes = watcher(attestation_api.clone(), watch_config())
         .backoff(WatchBackoff::new())
         .modify(|attestation: &mut DeserializeGuard<ImageAttestation>| {
             attestation.managed_fields_mut().clear();
+            attestation
+                .annotations_mut()
+                .remove("kubectl.kubernetes.io/last-applied-configuration");
         })
         .reflect(attestation_writer)
         .applied_objects();
