@@ -20,6 +20,13 @@ use crate::crd::{AttestationPolicy, FIELD_MANAGER, ImageAttestation};
 pub const POLICY_LABEL: &str = "binauthz.dev/policy";
 /// ConfigMap key holding the allowlist patterns, one per line.
 pub const PATTERNS_KEY: &str = "patterns";
+/// ConfigMap key saying how many digests were left out (attestor names, DNS subdomains, never
+/// hold an underscore, so it clashes with none).
+pub const TRUNCATED_KEY: &str = "_truncated";
+/// Bytes of digest lines one allowlist ConfigMap holds at most (about 10,900 digests): a
+/// ConfigMap is limited to 1 MiB, and a policy over more attestations than that would otherwise
+/// fail to write its allowlist at all.
+pub const DIGEST_BYTES_BUDGET: usize = 768 * 1024;
 /// Prefix of allowlist ConfigMap names.
 pub const NAME_PREFIX: &str = "binauthz-allowlist-";
 
@@ -87,8 +94,31 @@ pub fn data(
 ) -> BTreeMap<String, String> {
     let mut data = BTreeMap::new();
     data.insert(PATTERNS_KEY.to_owned(), lines(patterns.iter()));
+    let mut budget = DIGEST_BYTES_BUDGET;
+    let (mut listed, mut left_out) = (0usize, 0usize);
     for (attestor, digests) in digests {
-        data.insert(attestor_key(attestor), lines(digests.iter()));
+        let mut text = String::new();
+        for digest in digests {
+            if digest.len() < budget {
+                budget -= digest.len() + 1;
+                text.push_str(digest);
+                text.push('\n');
+                listed += 1;
+            } else {
+                left_out += 1;
+            }
+        }
+        data.insert(attestor_key(attestor), text);
+    }
+    if left_out > 0 {
+        data.insert(
+            TRUNCATED_KEY.to_owned(),
+            format!(
+                "listed {listed} of {} verified digests (a ConfigMap holds at most 1 MiB); \
+                 `kubectl get imageattestations -A` shows every attestation and whether it is Verified\n",
+                listed + left_out
+            ),
+        );
     }
     data
 }
@@ -235,6 +265,30 @@ mod tests {
         assert_eq!(d["patterns"], "gcr.io/google_containers/*\n");
         assert_eq!(d["qa"], format!("{D1}\n{D2}\n"));
         assert_eq!(d["attestor.patterns"], "");
+    }
+
+    #[test]
+    fn digests_over_the_budget_are_counted_not_listed() {
+        let many: BTreeSet<String> = (0..20_000).map(|i| format!("sha256:{i:064x}")).collect();
+        let digests = BTreeMap::from([("build".to_owned(), many)]);
+        let d = data(&[], &digests);
+        let listed = d["build"].lines().count();
+        assert!(
+            d["build"].len() <= DIGEST_BYTES_BUDGET,
+            "{}",
+            d["build"].len()
+        );
+        assert!(listed > 10_000 && listed < 20_000, "{listed}");
+        assert_eq!(
+            d[TRUNCATED_KEY].lines().next().unwrap_or_default(),
+            format!(
+                "listed {listed} of 20000 verified digests (a ConfigMap holds at most 1 MiB); \
+                 `kubectl get imageattestations -A` shows every attestation and whether it is Verified"
+            )
+        );
+        // Under the budget, nothing is said.
+        let few = BTreeMap::from([("build".to_owned(), BTreeSet::from([D1.to_owned()]))]);
+        assert!(!data(&[], &few).contains_key(TRUNCATED_KEY));
     }
 
     #[test]
