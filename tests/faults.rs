@@ -19,6 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use support::cluster::{repo_root, unique_name};
+use support::operator::{admin_get, free_port};
 use support::plane::Plane;
 use support::signer::Signer;
 
@@ -85,38 +86,6 @@ fn policy(name: &str, namespace: &str, attestor: &str) -> String {
         },
     })
     .to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain-HTTP GET on the admin port: (status, body); (0, "") when nothing answers.
-fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let code = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (code, body)
 }
 
 /// `binauthz run` out of cluster with the admin kubeconfig of this file's control plane.

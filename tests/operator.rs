@@ -22,7 +22,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::cluster::{self, kubectl, kubectl_stdin};
 use support::operator::{
-    can_i, client_as, get_json, install_crds, ok, rbac_yaml, wait_for, wait_rbac,
+    can_i, client_as, get_json, init_tracing, install_crds, ok, rbac_namespace, wait_for,
 };
 
 fn condition(object: &Value, type_: &str) -> Option<(String, String, String)> {
@@ -170,13 +170,8 @@ fn cel_rules_reject_invalid_objects() {
 #[tokio::test]
 async fn service_account_rights_are_least_privilege() {
     install_crds();
-    let ns = cluster::temp_namespace("bz-rbac").await;
     let suffix = cluster::unique_name("rbac");
-    ok(
-        &kubectl_stdin(["apply", "-f", "-"], &rbac_yaml(&ns, &suffix, "binauthz")),
-        "apply RBAC",
-    );
-    wait_rbac(&ns).await;
+    let ns = rbac_namespace("rbac", &suffix, "binauthz").await;
     let sa = format!("system:serviceaccount:{ns}:binauthz");
     // What the controller does.
     assert!(can_i(
@@ -291,17 +286,9 @@ async fn lease_holder(leases: &Api<Lease>) -> Result<String, String> {
 async fn standby_takes_over_when_the_leader_stops() {
     install_crds();
     let admin = cluster::client().await;
-    let ns = cluster::temp_namespace("bz-ha").await;
     let suffix = cluster::unique_name("ha");
     let webhook_name = format!("binauthz-{suffix}");
-    ok(
-        &kubectl_stdin(
-            ["apply", "-f", "-"],
-            &rbac_yaml(&ns, &suffix, &webhook_name),
-        ),
-        "apply RBAC",
-    );
-    wait_rbac(&ns).await;
+    let ns = rbac_namespace("ha", &suffix, &webhook_name).await;
     let leases = Api::<Lease>::namespaced(admin.clone(), &ns);
     let (_, stop_a, a) = start_operator(&ns, &webhook_name, "replica-a").await;
     wait_for("replica-a to lead", || async {
@@ -357,26 +344,12 @@ async fn standby_takes_over_when_the_leader_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_end_to_end() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("binauthz=info")),
-        )
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     install_crds();
     let admin = cluster::client().await;
-    let ns = cluster::temp_namespace("bz-op").await;
     let suffix = cluster::unique_name("op");
     let webhook_name = format!("binauthz-{suffix}");
-    ok(
-        &kubectl_stdin(
-            ["apply", "-f", "-"],
-            &rbac_yaml(&ns, &suffix, &webhook_name),
-        ),
-        "apply RBAC",
-    );
-    wait_rbac(&ns).await;
+    let ns = rbac_namespace("op", &suffix, &webhook_name).await;
 
     // The controller, in-process, as its ServiceAccount: it only gets what config/rbac grants.
     let identity = format!("test-{suffix}");

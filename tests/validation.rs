@@ -18,7 +18,7 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 use support::cluster::{self, kubectl, kubectl_stdin};
 use support::operator::{
-    get_json, http_get, install_crds, ok, rbac_yaml, start_operator, wait_for, wait_rbac,
+    get_json, http_get, init_tracing, install_crds, ok, rbac_namespace, start_operator, wait_for,
 };
 
 const SIGNED: &str = "sha256:5d2b0b6a3c8e4f1a9b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a";
@@ -104,26 +104,12 @@ fn violation_events(ns: &str, name: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_pods_are_judged_again_and_reported() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("binauthz=info")),
-        )
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     install_crds();
     let admin = cluster::client().await;
-    let ns = cluster::temp_namespace("bz-cv").await;
     let suffix = cluster::unique_name("cv");
     let webhook_name = format!("binauthz-{suffix}");
-    ok(
-        &kubectl_stdin(
-            ["apply", "-f", "-"],
-            &rbac_yaml(&ns, &suffix, &webhook_name),
-        ),
-        "apply RBAC",
-    );
-    wait_rbac(&ns).await;
+    let ns = rbac_namespace("cv", &suffix, &webhook_name).await;
 
     // Pods admitted before any policy exists (no webhook is registered then). No node runs
     // them: they stay Pending, which is running as far as validation is concerned.

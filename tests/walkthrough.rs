@@ -8,7 +8,6 @@
 mod crypto_support;
 mod support;
 
-use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use std::time::{Duration, Instant};
 use crypto_support::GpgHome;
 use serde_json::json;
 use support::cluster::{self, kubectl, kubectl_stdin};
+use support::operator::{admin_get, free_port};
 
 const DIGEST: &str = "sha256:845f77fab71033404f4cfceaa1ddb27b70c3551ceb22a5e7f4498cdda6c9daea";
 const TAG: &str = "Expected digest with sha256 scheme, but got tag or malformed digest";
@@ -78,31 +78,6 @@ fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T 
     }
 }
 
-/// A plain-HTTP GET on the admin port.
-fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let code = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (code, body)
-}
-
 /// `binauthz run`, out of cluster as its ServiceAccount: it registers its webhook by URL,
 /// issues its serving certificate, runs the controller (leader of its own Lease) and serves
 /// the webhook.
@@ -112,14 +87,6 @@ struct Binauthz {
     admin: SocketAddr,
     log: tempfile::NamedTempFile,
     _kubeconfig: tempfile::NamedTempFile,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The RBAC of config/rbac/ for binauthz in `namespace`, with cluster-wide names made unique

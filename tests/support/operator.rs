@@ -11,7 +11,7 @@ use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use super::cluster::{self, kubectl};
+use super::cluster::{self, kubectl, kubectl_stdin};
 
 /// How long a wait for the controller lasts before the test fails.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -165,6 +165,29 @@ pub async fn wait_rbac(ns: &str) {
 /// The task of a running `binauthz run`.
 pub type Operator = tokio::task::JoinHandle<Result<(), RunError>>;
 
+/// Send the operator's logs (`binauthz=info`, or `RUST_LOG`) to the test output.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("binauthz=info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A fresh namespace `bz-<prefix>-...` holding the ServiceAccount `binauthz` with config/rbac's
+/// rights (the cluster-wide ones bound under a name made from `suffix`), ready to impersonate.
+pub async fn rbac_namespace(prefix: &str, suffix: &str, webhook_name: &str) -> String {
+    let ns = cluster::temp_namespace(&format!("bz-{prefix}")).await;
+    ok(
+        &kubectl_stdin(["apply", "-f", "-"], &rbac_yaml(&ns, suffix, webhook_name)),
+        "apply RBAC",
+    );
+    wait_rbac(&ns).await;
+    ns
+}
+
 /// A free port on 127.0.0.1 (free when asked; fine for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -223,6 +246,31 @@ pub async fn start_operator(
         task: operator,
         admin_port,
     }
+}
+
+/// A blocking plain-HTTP GET on an admin port: (status, body); (0, "") when nothing answers.
+pub fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (code, body)
 }
 
 /// `GET http://127.0.0.1:{port}{path}`: the body of a 200 answer, or why not.
