@@ -43,7 +43,7 @@ test: deps cluster-up
 	cargo test --all-targets
 
 # The enforcement walkthrough, typed out: binauthz run + kubectl + gpg on the test control plane.
-demo: cluster-up
+demo: deps cluster-up
 	cargo build --bin binauthz
 	@BINAUTHZ="$${CARGO_TARGET_DIR:-$(ROOT)/target}/debug/binauthz" \
 	  KUBECONFIG="$$(cd $(ROOT) && realpath -m "$${CLUSTER_DIR:-target/cluster}")/kubeconfig" \
