@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 /// Retry delays of a watch: 200 ms doubling up to 4 s, each plus a random jitter of up to as
-/// much again (so at most 8 s), and back to 200 ms after any event. kube's default (up to 30 s, as client-go) is kinder to a struggling API
-/// server, but binauthz decides from what its watches saw: after an outage the trust index would
-/// answer from a state up to a minute old (attestations made or deleted meanwhile unseen) and
-/// statuses would lag as long. A replica's few watches retrying every few seconds weigh nothing.
+/// much again (so at most 8 s), and back to 200 ms after any event. kube's default (up to 30 s,
+/// as client-go) is kinder to a struggling API server, but binauthz decides from what its
+/// watches saw: after an outage the trust index would answer from a state up to a minute old
+/// (attestations made or deleted meanwhile unseen) and statuses would lag as long. A replica's
+/// few watches retrying every few seconds weigh nothing.
 pub struct WatchBackoff {
     builder: backon::ExponentialBuilder,
     delays: backon::ExponentialBackoff,

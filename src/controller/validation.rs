@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::image_attestation::attestation_key;
 use super::{Context, bounded, status};
+use crate::backoff::WatchBackoff;
 use crate::crd::{AttestationPolicy, ImageAttestation};
 use crate::policy::CompiledPolicy;
 
@@ -363,7 +364,7 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
         Api::<RunningPod>::all(client.clone()),
         super::watch_config().fields(ACTIVE_PODS),
     )
-    .backoff(crate::backoff::WatchBackoff::new())
+    .backoff(WatchBackoff::new())
     .modify(strip_pod)
     .reflect(pod_writer);
     let (namespaces, namespace_writer) = reflector::store();
@@ -371,7 +372,7 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         super::watch_config(),
     )
-    .backoff(crate::backoff::WatchBackoff::new())
+    .backoff(WatchBackoff::new())
     .modify(strip_namespace)
     .reflect(namespace_writer);
     let (policies, policy_writer) = reflector::store();
@@ -379,14 +380,14 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
         Api::<DeserializeGuard<AttestationPolicy>>::all(client.clone()),
         super::watch_config(),
     )
-    .backoff(crate::backoff::WatchBackoff::new())
+    .backoff(WatchBackoff::new())
     .reflect(policy_writer);
     // Only deletions matter here: the reconciler reports every other change.
     let attestation_events = watcher(
         Api::<PartialObjectMeta<ImageAttestation>>::all(client),
         super::watch_config(),
     )
-    .backoff(crate::backoff::WatchBackoff::new());
+    .backoff(WatchBackoff::new());
     let mut pod_events = pin!(pod_events);
     let mut namespace_events = pin!(namespace_events);
     let mut policy_events = pin!(policy_events);

@@ -26,6 +26,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, ResourceExt as _};
 
 use super::{Context, Error, MANAGED_BY_LABEL, allowlist, bounded};
+use crate::backoff::WatchBackoff;
 use crate::crd::{AttestationPolicy, FIELD_MANAGER};
 
 /// Default name of the generated configuration.
@@ -276,7 +277,7 @@ pub async fn maintain(ctx: Arc<Context>) {
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(1);
     let watch = reflector::reflector(
         writer,
-        watcher(api, super::watch_config()).backoff(crate::backoff::WatchBackoff::new()),
+        watcher(api, super::watch_config()).backoff(WatchBackoff::new()),
     )
     .for_each(move |event| {
         let changed = changed_tx.clone();

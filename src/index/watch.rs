@@ -206,6 +206,21 @@ where
     }
 }
 
+/// The key and, if the object could be read, the spec of an attestation; an unreadable one is
+/// logged: it is not trusted.
+fn attestation_spec(
+    guard: DeserializeGuard<ImageAttestation>,
+) -> (String, Option<ImageAttestationSpec>) {
+    let key = guard_key(&guard);
+    match guard.0 {
+        Ok(attestation) => (key, Some(attestation.spec)),
+        Err(e) => {
+            tracing::warn!(attestation = %key, error = %e, "cannot read ImageAttestation; it is not trusted");
+            (key, None)
+        }
+    }
+}
+
 fn policy_spec(
     guard: DeserializeGuard<AttestationPolicy>,
 ) -> Result<AttestationPolicySpec, String> {
@@ -257,12 +272,8 @@ fn handle(state: &mut IndexState, buffers: &mut Buffers, change: Change) -> Vec<
             // Only the spec is kept, from the moment each object arrives: a list of many
             // attestations never holds their metadata and status in memory all at once.
             E::InitApply(g) => {
-                let key = guard_key(&g);
-                match g.0 {
-                    Ok(a) => buffers.attestations.push((key, a.spec)),
-                    Err(e) => {
-                        tracing::warn!(attestation = %key, error = %e, "cannot read ImageAttestation; it is not trusted");
-                    }
+                if let (key, Some(spec)) = attestation_spec(g) {
+                    buffers.attestations.push((key, spec));
                 }
             }
             E::InitDone => {
@@ -273,16 +284,10 @@ fn handle(state: &mut IndexState, buffers: &mut Buffers, change: Change) -> Vec<
                 );
                 return state.reset_attestations(all);
             }
-            E::Apply(g) => {
-                let key = guard_key(&g);
-                match g.0 {
-                    Ok(a) => return state.apply_attestation(&key, a.spec),
-                    Err(e) => {
-                        tracing::warn!(attestation = %key, error = %e, "cannot read ImageAttestation; it is not trusted");
-                        state.delete_attestation(&key);
-                    }
-                }
-            }
+            E::Apply(g) => match attestation_spec(g) {
+                (key, Some(spec)) => return state.apply_attestation(&key, spec),
+                (key, None) => state.delete_attestation(&key),
+            },
             E::Delete(g) => state.delete_attestation(&guard_key(&g)),
         },
         Change::Policy(event) => match event {
