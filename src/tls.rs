@@ -519,13 +519,7 @@ impl CertStore {
 
     /// A rustls server configuration serving this store's certificate (HTTP/2 and HTTP/1.1).
     pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, TlsError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.resolver());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        Ok(crate::webhook::server::server_config(self.resolver())?)
     }
 }
 

@@ -604,42 +604,6 @@ fn walkthrough() {
     println!("walkthrough: OK");
 }
 
-/// A CA and a serving certificate for 127.0.0.1: (CA PEM, rustls configuration).
-fn test_tls() -> (String, rustls::ServerConfig) {
-    cluster::install_crypto_provider();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let certified = std::sync::Arc::new(
-        rustls::sign::CertifiedKey::from_der(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-            &rustls::crypto::aws_lc_rs::default_provider(),
-        )
-        .unwrap(),
-    );
-    #[derive(Debug)]
-    struct Fixed(std::sync::Arc<rustls::sign::CertifiedKey>);
-    impl rustls::server::ResolvesServerCert for Fixed {
-        fn resolve(
-            &self,
-            _: rustls::server::ClientHello<'_>,
-        ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
-            Some(self.0.clone())
-        }
-    }
-    let config =
-        binauthz::webhook::server::server_config(std::sync::Arc::new(Fixed(certified))).unwrap();
-    (ca.pem(), config)
-}
-
 /// A webhook whose trust index never synced answers 503; with `failurePolicy: Fail` the API
 /// server refuses the pod and shows the webhook's reason.
 #[test]
@@ -651,7 +615,8 @@ fn a_cold_index_fails_closed_through_the_api_server() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let ns = runtime.block_on(cluster::temp_namespace("cold-index"));
-    let (ca_pem, tls) = test_tls();
+    let (material, tls) = support::tls::loopback_tls();
+    let ca_pem = material.ca_bundle_pem;
     let metrics = Arc::new(Metrics::default());
     // Policies listed, everything else still waiting.
     let mut state = IndexState::new(metrics.clone());

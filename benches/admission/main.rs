@@ -217,41 +217,27 @@ fn review(images: &[String], size: usize) -> Vec<u8> {
     serde_json::to_vec(&review).unwrap()
 }
 
-/// A CA and a serving certificate for 127.0.0.1: (CA DER, server configuration).
+/// A CA and a serving certificate for 127.0.0.1, issued by binauthz's own `tls` module:
+/// (CA DER, server configuration).
 fn tls() -> (
     rustls::pki_types::CertificateDer<'static>,
     rustls::ServerConfig,
 ) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
+    use rustls::pki_types::pem::PemObject as _;
+    let names = std::collections::BTreeSet::from(["127.0.0.1".to_owned()]);
+    let material = binauthz::tls::execute(
+        &binauthz::tls::Plan::NewAll,
+        None,
+        &names,
+        jiff::Timestamp::now(),
+    )
+    .unwrap()
+    .unwrap();
+    let store = binauthz::tls::CertStore::new();
+    store.load(&material).unwrap();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(material.ca_bundle_pem.as_bytes())
         .unwrap();
-    let certified = Arc::new(
-        rustls::sign::CertifiedKey::from_der(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-            &rustls::crypto::aws_lc_rs::default_provider(),
-        )
-        .unwrap(),
-    );
-    #[derive(Debug)]
-    struct Fixed(Arc<rustls::sign::CertifiedKey>);
-    impl rustls::server::ResolvesServerCert for Fixed {
-        fn resolve(
-            &self,
-            _: rustls::server::ClientHello<'_>,
-        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-            Some(self.0.clone())
-        }
-    }
-    let config = webhook::server::server_config(Arc::new(Fixed(certified))).unwrap();
-    (ca.der().clone(), config)
+    (ca, store.server_config().unwrap())
 }
 
 /// A server on a runtime of its own, whose threads are named `name`.

@@ -8,3 +8,4 @@ pub mod cluster;
 pub mod operator;
 pub mod plane;
 pub mod signer;
+pub mod tls;
