@@ -19,7 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use support::cluster::{repo_root, unique_name};
-use support::operator::{admin_get, free_port};
+use support::operator::{admin_get, free_port, namespace_policy};
 use support::plane::Plane;
 use support::signer::Signer;
 
@@ -69,23 +69,6 @@ fn image() -> String {
 fn sha2_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
-}
-
-fn policy(name: &str, namespace: &str, attestor: &str) -> String {
-    json!({
-        "apiVersion": "binauthz.dev/v1alpha1",
-        "kind": "AttestationPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-            "defaultAdmissionRule": {
-                "evaluationMode": "REQUIRE_ATTESTATION",
-                "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG",
-                "requireAttestationsBy": [attestor],
-            },
-        },
-    })
-    .to_string()
 }
 
 /// `binauthz run` out of cluster with the admin kubeconfig of this file's control plane.
@@ -348,7 +331,12 @@ impl Scene {
         let policy = unique_name("faults-policy");
         let signer = Signer::new();
         PLANE.apply(&signer.attestor_json(&attestor));
-        PLANE.apply(&self::policy(&policy, &namespace, &attestor));
+        PLANE.apply(&namespace_policy(
+            &policy,
+            &namespace,
+            &attestor,
+            "ENFORCED_BLOCK_AND_AUDIT_LOG",
+        ));
         Self {
             namespace,
             system,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crypto_support::GpgHome;
 use serde_json::json;
 use support::cluster::{self, kubectl, kubectl_stdin};
-use support::operator::{admin_get, free_port};
+use support::operator::{admin_get, free_port, namespace_policy};
 
 const DIGEST: &str = "sha256:845f77fab71033404f4cfceaa1ddb27b70c3551ceb22a5e7f4498cdda6c9daea";
 const TAG: &str = "Expected digest with sha256 scheme, but got tag or malformed digest";
@@ -290,24 +290,6 @@ fn install_crds() {
     }
 }
 
-fn policy(name: &str, namespace: &str, attestor: &str, enforcement: &str) -> String {
-    json!({
-        "apiVersion": "binauthz.dev/v1alpha1",
-        "kind": "AttestationPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            // Only the walkthrough's namespace: the control plane is shared by other tests.
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-            "defaultAdmissionRule": {
-                "evaluationMode": "REQUIRE_ATTESTATION",
-                "enforcementMode": enforcement,
-                "requireAttestationsBy": [attestor],
-            },
-        },
-    })
-    .to_string()
-}
-
 fn deployment(namespace: &str, image: &str) -> String {
     json!({
         "apiVersion": "apps/v1",
@@ -355,7 +337,7 @@ fn walkthrough() {
         "kubectl apply -f policy.yaml",
         kubectl_stdin(
             ["apply", "-f", "-"],
-            &policy(&policy_name, &ns, &attestor, "ENFORCED_BLOCK_AND_AUDIT_LOG"),
+            &namespace_policy(&policy_name, &ns, &attestor, "ENFORCED_BLOCK_AND_AUDIT_LOG"),
         ),
     );
 
@@ -460,7 +442,7 @@ fn walkthrough() {
         "kubectl apply -f policy.yaml   # enforcementMode: DRYRUN_AUDIT_LOG_ONLY",
         kubectl_stdin(
             ["apply", "-f", "-"],
-            &policy(&policy_name, &ns, &attestor, "DRYRUN_AUDIT_LOG_ONLY"),
+            &namespace_policy(&policy_name, &ns, &attestor, "DRYRUN_AUDIT_LOG_ONLY"),
         ),
     );
     let manifest = deployment(&ns, &unsigned);
@@ -491,7 +473,7 @@ fn walkthrough() {
         "kubectl apply -f policy.yaml   # enforcementMode: ENFORCED_BLOCK_AND_AUDIT_LOG",
         kubectl_stdin(
             ["apply", "-f", "-"],
-            &policy(&policy_name, &ns, &attestor, "ENFORCED_BLOCK_AND_AUDIT_LOG"),
+            &namespace_policy(&policy_name, &ns, &attestor, "ENFORCED_BLOCK_AND_AUDIT_LOG"),
         ),
     );
     eventually("the webhook to enforce again", || {

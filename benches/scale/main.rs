@@ -35,7 +35,7 @@ use binauthz::crd::ImageAttestation;
 use futures::StreamExt as _;
 use kube::api::{Api, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
-use support::operator::{free_port, http_get};
+use support::operator::{free_port, http_get, namespace_policy};
 use support::plane::Plane;
 use support::signer::Signer;
 
@@ -81,7 +81,12 @@ async fn main() {
     PLANE.ok(&["create", "namespace", SYSTEM]);
     let signer = Signer::new();
     PLANE.apply(&signer.attestor_json(ATTESTOR));
-    PLANE.apply(&policy());
+    PLANE.apply(&namespace_policy(
+        "scale",
+        NAMESPACE,
+        ATTESTOR,
+        "ENFORCED_BLOCK_AND_AUDIT_LOG",
+    ));
     let client = client(&PLANE.kubeconfig()).await;
 
     eprintln!("scale: baseline, a replica over no attestation");
@@ -227,24 +232,6 @@ fn attestation(signer: &Signer, i: usize) -> ImageAttestation {
 fn sha256_hex(bytes: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn policy() -> String {
-    format!(
-        r#"apiVersion: binauthz.dev/v1alpha1
-kind: AttestationPolicy
-metadata:
-  name: scale
-spec:
-  namespaceSelector:
-    matchLabels:
-      kubernetes.io/metadata.name: {NAMESPACE}
-  defaultAdmissionRule:
-    evaluationMode: REQUIRE_ATTESTATION
-    enforcementMode: ENFORCED_BLOCK_AND_AUDIT_LOG
-    requireAttestationsBy: [{ATTESTOR}]
-"#
-    )
 }
 
 /// Create attestations number `range`, `CONCURRENCY` at a time.

@@ -165,6 +165,25 @@ pub async fn wait_rbac(ns: &str) {
 /// The task of a running `binauthz run`.
 pub type Operator = tokio::task::JoinHandle<Result<(), RunError>>;
 
+/// An AttestationPolicy `name` for one namespace only (the control plane is shared), requiring
+/// `attestor` with the given enforcement mode, as JSON for `kubectl apply`.
+pub fn namespace_policy(name: &str, namespace: &str, attestor: &str, enforcement: &str) -> String {
+    json!({
+        "apiVersion": "binauthz.dev/v1alpha1",
+        "kind": "AttestationPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "defaultAdmissionRule": {
+                "evaluationMode": "REQUIRE_ATTESTATION",
+                "enforcementMode": enforcement,
+                "requireAttestationsBy": [attestor],
+            },
+        },
+    })
+    .to_string()
+}
+
 /// Send the operator's logs (`binauthz=info`, or `RUST_LOG`) to the test output.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
