@@ -181,15 +181,7 @@ fn signing_subkey_is_accepted_and_its_revocation_honoured() {
     assert!(key.facts(now()).can_sign);
 
     let file = home.write("payload.json", PAYLOAD);
-    let attached = home.gpg(&[
-        "--local-user",
-        &fpr,
-        "--output",
-        "-",
-        "--armor",
-        "--sign",
-        &file,
-    ]);
+    let attached = home.armored_sign(&fpr, &file);
     let detached = home.gpg(&[
         "--local-user",
         &fpr,
@@ -234,15 +226,7 @@ fn revoked_key_gives_key_revoked() {
     let home = GpgHome::new();
     let fpr = home.gen_key("Rev <r@example.com>", "ed25519", "sign", "1y");
     let file = home.write("payload.json", PAYLOAD);
-    let attached = home.gpg(&[
-        "--local-user",
-        &fpr,
-        "--output",
-        "-",
-        "--armor",
-        "--sign",
-        &file,
-    ]);
+    let attached = home.armored_sign(&fpr, &file);
     let detached = home.gpg(&[
         "--local-user",
         &fpr,
@@ -383,15 +367,7 @@ fn weak_hash_and_weak_key_are_reported() {
         "{:?}",
         facts.problems
     );
-    let signature = home.gpg(&[
-        "--local-user",
-        &weak,
-        "--output",
-        "-",
-        "--armor",
-        "--sign",
-        &file,
-    ]);
+    let signature = home.armored_sign(&weak, &file);
     assert!(verify(&key, &signature, None).is_err());
 }
 
@@ -545,16 +521,7 @@ fn key_parse_errors_are_clear() {
     let a = home.gen_key("A <a@example.com>", "ed25519", "sign", "1y");
     let b = home.gen_key("B <b@example.com>", "ed25519", "sign", "1y");
     let file = home.write("payload.json", PAYLOAD);
-    let message = String::from_utf8(home.gpg(&[
-        "--local-user",
-        &a,
-        "--output",
-        "-",
-        "--armor",
-        "--sign",
-        &file,
-    ]))
-    .unwrap();
+    let message = String::from_utf8(home.armored_sign(&a, &file)).unwrap();
 
     let err = |text: &str| PgpPublicKey::from_armored(text).unwrap_err();
     let e = err("");
@@ -614,15 +581,7 @@ fn bad_signature_inputs_are_clear() {
     let key = PgpPublicKey::from_armored(&home.export(&fpr)).unwrap();
     let file = home.write("payload.json", PAYLOAD);
     let attached = home.gpg(&["--local-user", &fpr, "--output", "-", "--sign", &file]);
-    let armored = home.gpg(&[
-        "--local-user",
-        &fpr,
-        "--output",
-        "-",
-        "--armor",
-        "--sign",
-        &file,
-    ]);
+    let armored = home.armored_sign(&fpr, &file);
 
     let malformed = |r: Result<Vec<u8>, SignatureError>| match r {
         Err(SignatureError::Malformed(reason)) => reason,

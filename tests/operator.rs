@@ -457,16 +457,7 @@ async fn operator_end_to_end() {
     let digest = "sha256:1fb1a1e1b9a47c8fa3c9bd8b1cbd3a0a72e35a5fb0f40bb21edd17a5b4c4a0e1";
     let url_a = format!("registry.example/team/app@{digest}");
     let signed = gpg.write("payload.json", &payload(&url_a));
-    let signature = String::from_utf8(gpg.gpg(&[
-        "--armor",
-        "--local-user",
-        &fpr,
-        "--output",
-        "-",
-        "--sign",
-        &signed,
-    ]))
-    .unwrap();
+    let signature = String::from_utf8(gpg.armored_sign(&fpr, &signed)).unwrap();
     let good = cluster::unique_name("good");
     ok(
         &kubectl_stdin(
@@ -491,16 +482,7 @@ async fn operator_end_to_end() {
         "other.json",
         &payload(&format!("registry.example/team/app@{other_digest}")),
     );
-    let other_sig = String::from_utf8(gpg.gpg(&[
-        "--armor",
-        "--local-user",
-        &fpr,
-        "--output",
-        "-",
-        "--sign",
-        &other,
-    ]))
-    .unwrap();
+    let other_sig = String::from_utf8(gpg.armored_sign(&fpr, &other)).unwrap();
     let swapped = cluster::unique_name("swapped");
     ok(
         &kubectl_stdin(

@@ -238,16 +238,7 @@ async fn running_pods_are_judged_again_and_reported() {
     // A verified attestation for the signed digest: that pod no longer violates.
     let url = format!("registry.example/cv/app@{SIGNED}");
     let payload_file = gpg.write("payload.json", &payload(&url));
-    let signature = String::from_utf8(gpg.gpg(&[
-        "--armor",
-        "--local-user",
-        &fpr,
-        "--output",
-        "-",
-        "--sign",
-        &payload_file,
-    ]))
-    .unwrap();
+    let signature = String::from_utf8(gpg.armored_sign(&fpr, &payload_file)).unwrap();
     let attestation = cluster::unique_name("cv-att");
     let attestation_yaml = json!({
         "apiVersion": "binauthz.dev/v1alpha1", "kind": "ImageAttestation",

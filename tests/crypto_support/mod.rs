@@ -80,6 +80,19 @@ impl GpgHome {
         args
     }
 
+    /// `gpg --armor --sign FILE` by `user`, as gcloud documents: the armored signed message.
+    pub fn armored_sign(&self, user: &str, file: &str) -> Vec<u8> {
+        self.gpg(&[
+            "--local-user",
+            user,
+            "--output",
+            "-",
+            "--armor",
+            "--sign",
+            file,
+        ])
+    }
+
     /// Run gpg; panics unless it succeeds; returns stdout.
     pub fn gpg(&self, args: &[&str]) -> Vec<u8> {
         run("gpg", &self.args(args), &[("GNUPGHOME", self.path())], None)
