@@ -265,7 +265,7 @@ pub fn workload(data: &[u8]) {
             decision.breakglass || decision.denials.is_empty()
         );
     }
-    for c in &workload.containers {
+    for c in &workload.images {
         let _ = c.image_path();
     }
 }

@@ -141,15 +141,20 @@ pub struct RunArgs {
     /// Seconds the API server waits for the webhook (1 to 30).
     #[arg(long, env = "BINAUTHZ_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=30), value_name = "SECONDS")]
     pub timeout_seconds: i32,
-    /// Namespaces the webhook never sees, comma-separated; the own namespace is always added.
+    /// More namespaces the webhook never sees, comma-separated. binauthz's own namespace and
+    /// kube-system are always exempt, so the cluster can never lock itself out.
     #[arg(
         long,
         env = "BINAUTHZ_EXEMPT_NAMESPACES",
         value_delimiter = ',',
-        default_value = "kube-system",
         value_name = "NS,..."
     )]
     pub exempt_namespaces: Vec<String>,
+    /// Require a client certificate issued by this CA (PEM) from every webhook caller: give the
+    /// CA of the certificate the API server presents to webhooks (its AdmissionConfiguration
+    /// kubeconfig). Everyone else is refused during the TLS handshake.
+    #[arg(long, env = "BINAUTHZ_CLIENT_CA_FILE", value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
     /// Name of the generated ValidatingWebhookConfiguration.
     #[arg(
         long,

@@ -62,6 +62,16 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Why the webhook refused to read a request (`binauthz_webhook_requests_refused_total`).
+pub const REFUSAL_REASONS: [&str; 3] = ["busy", "slow", "too_large"];
+/// Reasons of the Events the webhook sends (`binauthz_events_dropped_total`).
+pub const EVENT_REASONS: [&str; 2] = ["Denied", "BreakGlass"];
+
 /// All binauthz metrics. Counters are pre-created for every label value, so the admission path
 /// touches only atomics.
 #[derive(Debug)]
@@ -71,7 +81,8 @@ pub struct Metrics {
     trust_entries: Gauge<i64, std::sync::atomic::AtomicI64>,
     verified: Counter,
     verification_failed: Counter,
-    events_dropped: Counter<u64, AtomicU64>,
+    events_dropped: [Counter<u64, AtomicU64>; 2],
+    refused: [Counter<u64, AtomicU64>; 3],
 }
 
 impl Default for Metrics {
@@ -119,11 +130,28 @@ impl Metrics {
             "Attestation signature verifications run by this replica (cache hits are not counted)",
             verifications,
         );
-        let events_dropped = Counter::default();
+        let dropped_family = Family::<ReasonLabel, Counter>::default();
+        let events_dropped = EVENT_REASONS.map(|reason| {
+            dropped_family
+                .get_or_create(&ReasonLabel { reason })
+                .clone()
+        });
         registry.register(
             "events_dropped",
-            "Kubernetes Events not sent because the event queue was full",
-            events_dropped.clone(),
+            "Kubernetes Events not sent because their queue was full (each is logged instead)",
+            dropped_family,
+        );
+        let refused_family = Family::<ReasonLabel, Counter>::default();
+        let refused = REFUSAL_REASONS.map(|reason| {
+            refused_family
+                .get_or_create(&ReasonLabel { reason })
+                .clone()
+        });
+        registry.register(
+            "webhook_requests_refused",
+            "Requests the webhook did not read: busy (no room for the body within 1 s), slow \
+             (body not received within 10 s), too_large (over 3 MiB)",
+            refused_family,
         );
         Self {
             decisions,
@@ -132,6 +160,7 @@ impl Metrics {
             verified,
             verification_failed,
             events_dropped,
+            refused,
         }
     }
 
@@ -181,14 +210,31 @@ impl Metrics {
         (self.verified.get(), self.verification_failed.get())
     }
 
-    /// Count one Event dropped because the queue was full.
-    pub fn event_dropped(&self) {
-        self.events_dropped.inc();
+    /// Count one Event (of a reason in [`EVENT_REASONS`]) dropped because its queue was full.
+    pub fn event_dropped(&self, reason: &str) {
+        if let Some(i) = EVENT_REASONS.iter().position(|r| *r == reason) {
+            self.events_dropped[i].inc();
+        }
     }
 
-    /// Events dropped so far.
+    /// Events dropped so far, of every reason.
     pub fn events_dropped(&self) -> u64 {
-        self.events_dropped.get()
+        self.events_dropped.iter().map(Counter::get).sum()
+    }
+
+    /// Count one request the webhook refused to read (a reason in [`REFUSAL_REASONS`]).
+    pub fn request_refused(&self, reason: &str) {
+        if let Some(i) = REFUSAL_REASONS.iter().position(|r| *r == reason) {
+            self.refused[i].inc();
+        }
+    }
+
+    /// Requests refused so far with `reason`.
+    pub fn requests_refused(&self, reason: &str) -> u64 {
+        REFUSAL_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.refused[i].get())
     }
 }
 
@@ -347,7 +393,9 @@ mod tests {
             "binauthz_trust_index_entries 7",
             "binauthz_verifications_total{result=\"verified\"} 1",
             "binauthz_verifications_total{result=\"failed\"} 2",
-            "binauthz_events_dropped_total 0",
+            "binauthz_events_dropped_total{reason=\"Denied\"} 0",
+            "binauthz_events_dropped_total{reason=\"BreakGlass\"} 0",
+            "binauthz_webhook_requests_refused_total{reason=\"busy\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -101,6 +101,8 @@ pub struct RunConfig {
     pub kubeconfig: Option<PathBuf>,
     /// How often continuous validation judges every running pod again.
     pub validation_interval: Duration,
+    /// CA bundle whose client certificates alone may call the webhook.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// The host of an `https://HOST[:PORT]/...` URL.
@@ -165,6 +167,7 @@ impl RunConfig {
             admin_port: args.admin_port,
             kubeconfig: args.kubeconfig,
             validation_interval: args.validation_interval,
+            client_ca_file: args.client_ca_file,
         })
     }
 }
@@ -187,14 +190,14 @@ pub struct Serving {
     pub identity: String,
     /// The leader's metrics, served by every replica's `/metrics` (empty unless leading).
     pub leader_metrics: Arc<LeaderMetrics>,
+    /// Roots of the client certificates allowed to call the webhook (all callers when `None`).
+    pub client_roots: Option<rustls::RootCertStore>,
 }
 
 /// Serve admission reviews and the admin endpoints on every replica (trust index watches,
 /// TLS webhook, admin server, Events); returns only when they cannot be served.
 async fn serve_admission(serving: Serving) -> Result<(), RunError> {
-    let tls = serving
-        .certs
-        .server_config()
+    let tls = crate::webhook::server::server_config(serving.certs.resolver(), serving.client_roots)
         .map_err(|e| RunError::Webhook(format!("TLS configuration: {e}")))?;
     let certs = serving.certs.clone();
     let options = crate::webhook::ServeOptions {
@@ -211,6 +214,26 @@ async fn serve_admission(serving: Serving) -> Result<(), RunError> {
         .await
         .map_err(|e| RunError::Webhook(e.to_string()))?;
     Err(RunError::Webhook("stopped".to_owned()))
+}
+
+/// Largest `--client-ca-file` read.
+const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
+fn read_client_roots(path: &Path) -> Result<rustls::RootCertStore, RunError> {
+    use std::io::Read as _;
+    let shown = path.display().to_string();
+    let bad = |message: String| RunError::Config(format!("--client-ca-file {shown}: {message}"));
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut pem))
+        .map_err(|e| bad(e.to_string()))?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(bad(format!(
+            "larger than {MAX_CA_FILE_BYTES} bytes; give the CA bundle only"
+        )));
+    }
+    crate::webhook::server::client_roots(&shown, &pem)
+        .map_err(|e| RunError::Config(format!("--client-ca-file {e}")))
 }
 
 async fn client(kubeconfig: Option<&Path>) -> Result<Client, RunError> {
@@ -293,6 +316,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     check_crds(&client).await?;
+    let client_roots = config
+        .client_ca_file
+        .as_deref()
+        .map(read_client_roots)
+        .transpose()?;
+    tracing::info!(
+        exempt = ?config.webhook.exempt(),
+        client_certificates = if client_roots.is_some() { "required" } else { "not required" },
+        "namespaces exempt from the webhook (never judged)"
+    );
     let config = Arc::new(config);
     let certs = CertStore::new();
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
@@ -306,6 +339,7 @@ pub async fn run(
         admin_port: config.admin_port,
         identity: config.identity.clone(),
         leader_metrics: leader_metrics.clone(),
+        client_roots,
     }));
 
     let lease = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)

@@ -516,11 +516,6 @@ impl CertStore {
     pub fn resolver(self: &Arc<Self>) -> Arc<dyn ResolvesServerCert> {
         self.clone()
     }
-
-    /// A rustls server configuration serving this store's certificate (HTTP/2 and HTTP/1.1).
-    pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, TlsError> {
-        Ok(crate::webhook::server::server_config(self.resolver())?)
-    }
 }
 
 impl ResolvesServerCert for CertStore {

@@ -496,6 +496,16 @@ spec:
   containers: [{{name: web, image: nginx}}]
 ---
 apiVersion: v1
+kind: Pod
+metadata: {{name: iv, namespace: prod}}
+spec:
+  containers:
+  - {{name: app, image: '{url}', command: [/payload/evil],
+     volumeMounts: [{{name: payload, mountPath: /payload}}]}}
+  volumes:
+  - {{name: payload, image: {{reference: 'docker.io/attacker/evil:latest', pullPolicy: Always}}}}
+---
+apiVersion: v1
 kind: ConfigMap
 metadata: {{name: ignored, namespace: prod}}
 "
@@ -521,6 +531,11 @@ metadata: {{name: ignored, namespace: prod}}
         "{text}"
     );
     assert!(!text.contains("ignored"), "{text}");
+    // An image volume is judged like a container image, and named.
+    assert!(
+        text.contains("DENIED   Pod prod/iv: volume payload: Image docker.io/attacker/evil:latest denied by Binary Authorization default admission rule of policy require-build. Image docker.io/attacker/evil:latest denied by attestor build: Expected digest with sha256 scheme"),
+        "{text}"
+    );
 
     // Without the attestation the signed Deployment is denied too.
     std::fs::remove_file(repo.join("attestation.yaml")).unwrap();

@@ -265,6 +265,7 @@ async fn start_operator(
         admin_port: 0,
         kubeconfig: None,
         validation_interval: Duration::from_secs(3600),
+        client_ca_file: None,
     };
     let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

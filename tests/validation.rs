@@ -130,6 +130,15 @@ async fn running_pods_are_judged_again_and_reported() {
             .await
             .unwrap();
     }
+    // A signed container that mounts an unsigned image as a volume (KEP-4639).
+    let mut volume_pod = pod(&apps, "volume", &signed_image, json!({}));
+    volume_pod.spec.as_mut().unwrap().volumes = Some(vec![
+        serde_json::from_value(json!({"name": "payload", "image": {"reference": unsigned_image}}))
+            .unwrap(),
+    ]);
+    pods.create(&PostParams::default(), &volume_pod)
+        .await
+        .unwrap();
 
     // The controller, as its ServiceAccount, judging every pod every 3 seconds.
     let operator = start_operator(
@@ -180,8 +189,9 @@ async fn running_pods_are_judged_again_and_reported() {
         format!("{apps}/breakglass"),
         format!("{apps}/signed"),
         format!("{apps}/unsigned"),
+        format!("{apps}/volume"),
     ];
-    let p = wait_report(&policies, &policy, 3, &all).await;
+    let p = wait_report(&policies, &policy, 4, &all).await;
     let message = |image: &str| {
         format!(
             "Image {image} denied by Binary Authorization namespace admission rule for {apps} of policy {policy}. Image {image} denied by attestor {required}: {NOT_ATTESTED}"
@@ -193,7 +203,9 @@ async fn running_pods_are_judged_again_and_reported() {
         [
             message(&unsigned_image),
             message(&signed_image),
-            message(&unsigned_image)
+            message(&unsigned_image),
+            message(&signed_image),
+            format!("volume payload: {}", message(&unsigned_image)),
         ]
     );
 
@@ -227,9 +239,9 @@ async fn running_pods_are_judged_again_and_reported() {
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     let column = header.iter().position(|h| *h == "VIOLATIONS").unwrap();
-    assert_eq!(row[column], "3", "{out}");
-    let three = format!("binauthz_policy_violations{{policy=\"{policy}\"}} 3");
-    wait_for("the metric to count 3 violations", || async {
+    assert_eq!(row[column], "4", "{out}");
+    let three = format!("binauthz_policy_violations{{policy=\"{policy}\"}} 4");
+    wait_for("the metric to count 4 violations", || async {
         let text = http_get(operator.admin_port, "/metrics").await?;
         text.lines().any(|l| l == three).then_some(()).ok_or(text)
     })
@@ -253,8 +265,17 @@ async fn running_pods_are_judged_again_and_reported() {
         &kubectl_stdin(["apply", "-f", "-"], &attestation_yaml.to_string()),
         "apply attestation",
     );
-    let still = [format!("{apps}/breakglass"), format!("{apps}/unsigned")];
-    wait_report(&policies, &policy, 2, &still).await;
+    // The pod whose container is now signed still runs an unsigned image volume.
+    let still = [
+        format!("{apps}/breakglass"),
+        format!("{apps}/unsigned"),
+        format!("{apps}/volume"),
+    ];
+    let p = wait_report(&policies, &policy, 3, &still).await;
+    assert_eq!(
+        report(&p).2.last().unwrap(),
+        &format!("volume payload: {}", message(&unsigned_image))
+    );
 
     // The policy reconciler and continuous validation own their own status fields, so
     // neither's apply removes the other's.
@@ -268,7 +289,7 @@ async fn running_pods_are_judged_again_and_reported() {
         },
     )
     .await;
-    assert_eq!(report(&p).0, Some(2), "{}", p["status"]);
+    assert_eq!(report(&p).0, Some(3), "{}", p["status"]);
     let managers: Vec<(String, Value)> = p["metadata"]["managedFields"]
         .as_array()
         .unwrap()
@@ -302,7 +323,7 @@ async fn running_pods_are_judged_again_and_reported() {
     assert!(unsigned.metadata.annotations.is_none());
 
     // Deleted pods leave the report.
-    for name in ["unsigned", "breakglass"] {
+    for name in ["unsigned", "breakglass", "volume"] {
         pods.delete(name, &DeleteParams::default()).await.unwrap();
     }
     wait_report(&policies, &policy, 0, &[]).await;

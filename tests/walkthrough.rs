@@ -420,6 +420,31 @@ fn walkthrough() {
         )
     );
 
+    // A signed container that runs a file from an unsigned image mounted as a volume
+    // (KEP-4639) is refused: every image a pod can pull is judged.
+    let image_volume_pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "iv", "namespace": ns},
+        "spec": {
+            "containers": [{"name": "app", "image": image, "command": ["/payload/evil"],
+                            "volumeMounts": [{"name": "payload", "mountPath": "/payload"}]}],
+            "volumes": [{"name": "payload",
+                         "image": {"reference": "docker.io/attacker/evil:latest", "pullPolicy": "Always"}}],
+        },
+    })
+    .to_string();
+    let stderr = fails(
+        "kubectl apply -f image-volume-pod.yaml",
+        kubectl_stdin(["apply", "-f", "-"], &image_volume_pod),
+    );
+    assert!(
+        stderr.contains(&format!(
+            "admission webhook \"pods.binauthz.dev\" denied the request: volume payload: Image docker.io/attacker/evil:latest denied by Binary Authorization default admission rule of policy {policy_name}. Image docker.io/attacker/evil:latest denied by attestor {attestor}: {TAG}"
+        )),
+        "{stderr}"
+    );
+
     // A Deployment of an unsigned digest is refused at apply time, not later by its pods.
     let unsigned = format!("gcr.io/google-samples/hello-app@sha256:{}", "0".repeat(64));
     let stderr = fails(

@@ -237,7 +237,10 @@ fn tls() -> (
     store.load(&material).unwrap();
     let ca = rustls::pki_types::CertificateDer::from_pem_slice(material.ca_bundle_pem.as_bytes())
         .unwrap();
-    (ca, store.server_config().unwrap())
+    (
+        ca,
+        binauthz::webhook::server::server_config(store.resolver(), None).unwrap(),
+    )
 }
 
 /// A server on a runtime of its own, whose threads are named `name`.

@@ -161,7 +161,7 @@ pub fn run(timing: &Timing, report: &mut Report) -> f64 {
         .expect("workload")
         .expect("a pod");
     // Admitted: give the sidecar its qa attestation by using the app's digest for it.
-    admitted.containers[2].image = admitted.containers[1].image.clone();
+    admitted.images[2].image = admitted.images[1].image.clone();
     let denied = Workload::from_json(&value)
         .expect("workload")
         .expect("a pod");

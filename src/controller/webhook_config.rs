@@ -4,8 +4,7 @@
 //! With no AttestationPolicy the configuration stays, with no webhooks: nothing is sent to
 //! binauthz, so nothing can be blocked by it. With policies it has two webhooks (pods, and
 //! the pod templates of workloads) that never match the exempt namespaces (always including
-//! binauthz's own namespace and, by default, kube-system), so the cluster cannot lock itself
-//! out. Which namespaces a policy governs is decided by the webhook, not by the selector.
+//! binauthz's own namespace and kube-system), so the cluster cannot lock itself out. Which namespaces a policy governs is decided by the webhook, not by the selector.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -79,15 +78,21 @@ pub struct WebhookSettings {
     pub failure_policy: FailurePolicy,
     /// `timeoutSeconds` of both webhooks.
     pub timeout_seconds: i32,
-    /// Namespaces no webhook ever matches (the own namespace is added).
+    /// Namespaces no webhook ever matches, besides the own namespace and kube-system (always
+    /// added).
     pub exempt_namespaces: BTreeSet<String>,
 }
 
+/// Namespace always exempt besides binauthz's own: the control plane's add-ons run there, and
+/// the cluster must never lock itself out.
+pub const KUBE_SYSTEM: &str = "kube-system";
+
 impl WebhookSettings {
-    /// The exempt namespaces, always including the operator's own.
+    /// The exempt namespaces: the operator's own, kube-system, and the configured ones.
     pub fn exempt(&self) -> BTreeSet<String> {
         let mut all = self.exempt_namespaces.clone();
         all.insert(self.namespace.clone());
+        all.insert(KUBE_SYSTEM.to_owned());
         all
     }
 }
@@ -449,8 +454,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             values,
-            ["binauthz-system"],
-            "the own namespace is always exempt"
+            ["binauthz-system", "kube-system"],
+            "the own namespace and kube-system are always exempt"
         );
         let empty = build(&s, b"CA", false);
         assert_eq!(empty.webhooks, Some(vec![]));

@@ -11,7 +11,7 @@ use crate::image::{Digest, ImageRef, ImageRefError};
 use super::allowlist::Allowlist;
 use super::compiled::{CompiledPolicy, CompiledRule, RuleScope};
 use super::trust::Attestations;
-use super::workload::{Container, Workload};
+use super::workload::{ImageSource, ImageUse, Workload};
 
 /// Pod label that breaks glass (GKE's current form).
 pub const BREAKGLASS_LABEL: &str = "image-policy.k8s.io/break-glass";
@@ -76,8 +76,8 @@ pub struct ImageVerdict {
     pub policy: Arc<str>,
     /// The image as written in the pod spec.
     pub image: String,
-    /// Every container that uses the image.
-    pub containers: Vec<Container>,
+    /// Every container and image volume that uses the image.
+    pub uses: Vec<ImageUse>,
     /// The rule that applied.
     pub rule: RuleScope,
     /// The rule's enforcement mode.
@@ -87,15 +87,33 @@ pub struct ImageVerdict {
 }
 
 impl ImageVerdict {
-    /// Google-style message: `Image X denied by Binary Authorization <rule> of policy P. ...`.
+    /// Google-style message: `Image X denied by Binary Authorization <rule> of policy P. ...`,
+    /// preceded by `volume NAME: ` when image volumes mount the image (Google has no image
+    /// volumes; the prefix says where an image that is no container's comes from).
     pub fn message(&self) -> String {
         format!(
-            "Image {} denied by Binary Authorization {} of policy {}. {}",
+            "{}Image {} denied by Binary Authorization {} of policy {}. {}",
+            self.volumes_prefix(),
             self.image,
             self.rule,
             self.policy,
             self.details()
         )
+    }
+
+    /// `volume NAME: ` (or `volumes A, B: `) when image volumes use the image, else empty.
+    fn volumes_prefix(&self) -> String {
+        let volumes: Vec<&str> = self
+            .uses
+            .iter()
+            .filter(|u| u.source == ImageSource::Volumes)
+            .map(|u| u.name.as_str())
+            .collect();
+        match volumes.as_slice() {
+            [] => String::new(),
+            [one] => format!("volume {one}: "),
+            many => format!("volumes {}: ", many.join(", ")),
+        }
     }
 
     /// What follows the first sentence of [`ImageVerdict::message`].
@@ -124,11 +142,13 @@ impl ImageVerdict {
 
     /// Short per-image cause, as Google's `details.causes`: `'<image>' : <reason>`.
     pub fn cause(&self) -> String {
+        let prefix = self.volumes_prefix();
         match self.failure {
-            Failure::AlwaysDeny => {
-                format!("'{}' : Denied by an ALWAYS_DENY admission rule", self.image)
-            }
-            _ => format!("'{}' : {}", self.image, self.details()),
+            Failure::AlwaysDeny => format!(
+                "{prefix}'{}' : Denied by an ALWAYS_DENY admission rule",
+                self.image
+            ),
+            _ => format!("{prefix}'{}' : {}", self.image, self.details()),
         }
     }
 }
@@ -352,10 +372,10 @@ pub fn evaluate(
             let verdict = ImageVerdict {
                 policy: policy.name_arc().clone(),
                 image: image.written.to_owned(),
-                containers: workload
-                    .containers
+                uses: workload
+                    .images
                     .iter()
-                    .filter(|c| c.image == image.written)
+                    .filter(|u| u.image == image.written)
                     .cloned()
                     .collect(),
                 rule: rule.scope.clone(),
@@ -374,10 +394,10 @@ pub fn evaluate(
 
 /// The workload's images, each once, in first-seen order.
 fn distinct_images(workload: &Workload) -> Vec<PreparedImage<'_>> {
-    let mut out: Vec<PreparedImage<'_>> = Vec::with_capacity(workload.containers.len());
-    for c in &workload.containers {
-        if !out.iter().any(|p| p.written == c.image) {
-            out.push(PreparedImage::new(&c.image));
+    let mut out: Vec<PreparedImage<'_>> = Vec::with_capacity(workload.images.len());
+    for u in &workload.images {
+        if !out.iter().any(|p| p.written == u.image) {
+            out.push(PreparedImage::new(&u.image));
         }
     }
     out

@@ -26,6 +26,6 @@ pub use decision::{
 };
 pub use trust::{Attestations, TrustIndex, TrustIndexError};
 pub use workload::{
-    Container, ContainerList, DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Workload, WorkloadError,
+    DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, ImageSource, ImageUse, Workload, WorkloadError,
     WorkloadKind,
 };

@@ -534,12 +534,54 @@ fn init_and_ephemeral_containers_are_checked() {
         assert!(!d.allowed, "{list}");
         assert_eq!(d.denials.len(), 1);
         assert_eq!(d.denials[0].image, "busybox");
-        assert_eq!(d.denials[0].containers[0].list.as_str(), list);
+        assert_eq!(d.denials[0].uses[0].source.as_str(), list);
         assert_eq!(
-            d.denials[0].containers[0].image_path(),
+            d.denials[0].uses[0].image_path(),
             format!("spec.{list}[0].image")
         );
     }
+}
+
+#[test]
+fn image_volumes_are_judged_like_containers_and_named() {
+    let p = policy("pol", REQUIRE_BUILD);
+    let signed = format!("gcr.io/p/app@sha256:{A}");
+    let mut o = pod_json("ns", "sa", &[&signed]);
+    o["spec"]["volumes"] = json!([
+        {"name": "cache", "emptyDir": {}},
+        {"name": "payload", "image": {"reference": "docker.io/attacker/evil:latest",
+                                      "pullPolicy": "Always"}},
+        {"name": "tools", "image": {"reference": signed}}
+    ]);
+    let d = run(
+        std::slice::from_ref(&p),
+        &Workload::from_json(&o).unwrap().unwrap(),
+    );
+    assert!(!d.allowed);
+    assert_eq!(d.denials.len(), 1, "{d:?}");
+    let verdict = &d.denials[0];
+    assert_eq!(verdict.image, "docker.io/attacker/evil:latest");
+    assert_eq!(
+        verdict.uses[0].image_path(),
+        "spec.volumes[1].image.reference"
+    );
+    assert_eq!(
+        d.message(),
+        "volume payload: Image docker.io/attacker/evil:latest denied by Binary Authorization \
+         default admission rule of policy pol. Image docker.io/attacker/evil:latest denied by \
+         attestor build: Expected digest with sha256 scheme, but got tag or malformed digest"
+    );
+    assert!(
+        verdict
+            .cause()
+            .starts_with("volume payload: 'docker.io/attacker/evil:latest' : "),
+        "{}",
+        verdict.cause()
+    );
+    // Signed by digest, it is admitted as a volume too.
+    o["spec"]["volumes"][1]["image"]["reference"] = json!(signed);
+    let d = run(&[p], &Workload::from_json(&o).unwrap().unwrap());
+    assert!(d.allowed, "{d:?}");
 }
 
 /// Counts lookups, to show an image used twice is judged once.
@@ -563,17 +605,17 @@ fn same_image_in_several_containers_is_judged_once() {
     let d = evaluate(&[p], &no_labels(), &w, &counting);
     assert_eq!(counting.0.get(), 1, "one lookup for the digested image");
     assert_eq!(d.denials.len(), 2);
-    let names: Vec<(&str, ContainerList)> = d.denials[0]
-        .containers
+    let names: Vec<(&str, ImageSource)> = d.denials[0]
+        .uses
         .iter()
-        .map(|c| (c.name.as_str(), c.list))
+        .map(|c| (c.name.as_str(), c.source))
         .collect();
     assert_eq!(
         names,
         vec![
-            ("init", ContainerList::InitContainers),
-            ("c0", ContainerList::Containers),
-            ("c2", ContainerList::Containers),
+            ("init", ImageSource::InitContainers),
+            ("c0", ImageSource::Containers),
+            ("c2", ImageSource::Containers),
         ]
     );
     assert_eq!(d.denials[1].image, "gcr.io/p/other:1");

@@ -85,57 +85,77 @@ impl fmt::Display for WorkloadKind {
     }
 }
 
-/// Which list of the pod spec a container comes from.
+/// Where in the pod spec an image reference is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ContainerList {
-    /// `initContainers`.
+pub enum ImageSource {
+    /// `initContainers[].image`.
     InitContainers,
-    /// `containers`.
+    /// `containers[].image`.
     Containers,
-    /// `ephemeralContainers`.
+    /// `ephemeralContainers[].image`.
     EphemeralContainers,
+    /// `volumes[].image.reference`: an OCI image mounted as a volume (KEP-4639); its files can
+    /// be executed, so it is judged like a container image.
+    Volumes,
 }
 
-impl ContainerList {
+impl ImageSource {
     /// The pod spec field name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InitContainers => "initContainers",
             Self::Containers => "containers",
             Self::EphemeralContainers => "ephemeralContainers",
+            Self::Volumes => "volumes",
         }
     }
 
-    const ALL: [Self; 3] = [
+    /// Every place an image can be written, in the order they are read.
+    pub const ALL: [Self; 4] = [
         Self::InitContainers,
         Self::Containers,
         Self::EphemeralContainers,
+        Self::Volumes,
     ];
+
+    /// JSON path of the image inside one item of the list.
+    fn image_field(self) -> &'static str {
+        match self {
+            Self::Volumes => "image.reference",
+            _ => "image",
+        }
+    }
 }
 
-impl fmt::Display for ContainerList {
+impl fmt::Display for ImageSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// One container of the pod and its image.
+/// One image reference of the pod: a container's image or an image volume's reference.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Container {
-    /// Container name.
+pub struct ImageUse {
+    /// Name of the container or volume.
     pub name: String,
     /// Image as written in the spec.
     pub image: String,
-    /// The list it was found in.
-    pub list: ContainerList,
+    /// Where it is written.
+    pub source: ImageSource,
     /// Position in that list.
     pub index: usize,
 }
 
-impl Container {
-    /// JSON path of the image inside the pod spec, e.g. `spec.containers[1].image`.
+impl ImageUse {
+    /// JSON path of the image inside the pod spec, e.g. `spec.containers[1].image` or
+    /// `spec.volumes[0].image.reference`.
     pub fn image_path(&self) -> String {
-        format!("spec.{}[{}].image", self.list, self.index)
+        format!(
+            "spec.{}[{}].{}",
+            self.source,
+            self.index,
+            self.source.image_field()
+        )
     }
 }
 
@@ -178,8 +198,10 @@ pub struct Workload {
     /// Annotations of the pod (or template) in the `image-policy.k8s.io` domains; others are
     /// not copied, as they can be large and the policy ignores them.
     pub annotations: BTreeMap<String, String>,
-    /// Every container, init container and ephemeral container, in that order.
-    pub containers: Vec<Container>,
+    /// Every image reference the pod can pull: init containers, containers, ephemeral
+    /// containers and image volumes, in that order. Every path that judges a pod reads this
+    /// list, so a new place for an image in the Pod API is added here once.
+    pub images: Vec<ImageUse>,
 }
 
 impl Workload {
@@ -239,9 +261,9 @@ impl Workload {
             .or(opt_str(spec, "serviceAccount", &spec_path)?.filter(|s| !s.is_empty()))
             .unwrap_or(DEFAULT_SERVICE_ACCOUNT);
 
-        let mut containers = Vec::new();
-        for list in ContainerList::ALL {
-            read_containers(spec, list, &spec_path, &mut containers)?;
+        let mut images = Vec::new();
+        for source in ImageSource::ALL {
+            read_images(spec, source, &spec_path, &mut images)?;
         }
         Ok(Self {
             kind,
@@ -250,7 +272,7 @@ impl Workload {
             service_account: service_account.to_owned(),
             labels,
             annotations,
-            containers,
+            images,
         })
     }
 
@@ -268,33 +290,57 @@ fn is_policy_annotation(key: &str) -> bool {
     })
 }
 
-fn read_containers(
+/// Read the image references of one list of the pod spec (a volume without `image` has none).
+fn read_images(
     spec: &Map<String, Value>,
-    list: ContainerList,
+    source: ImageSource,
     spec_path: &str,
-    out: &mut Vec<Container>,
+    out: &mut Vec<ImageUse>,
 ) -> Result<(), WorkloadError> {
-    let path = join(spec_path, list.as_str());
-    let items = match spec.get(list.as_str()) {
+    let path = join(spec_path, source.as_str());
+    let what = match source {
+        ImageSource::Volumes => "a list of volumes",
+        _ => "a list of containers",
+    };
+    let items = match spec.get(source.as_str()) {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Array(items)) => items,
-        Some(other) => return Err(wrong_type(path, "a list of containers", other)),
+        Some(other) => return Err(wrong_type(path, what, other)),
     };
     out.reserve(items.len());
     for (i, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{i}]");
-        let c = as_object(item, &item_path)?;
-        let image = opt_str(c, "image", &item_path)?
+        let item_object = as_object(item, &item_path)?;
+        let (holder, holder_path, hint) = match source {
+            ImageSource::Volumes => match opt_object(item_object, "image", &item_path)? {
+                Some(image) => (
+                    image,
+                    join(&item_path, "image"),
+                    "an image volume needs the reference of the image to mount",
+                ),
+                None => continue,
+            },
+            _ => (
+                item_object,
+                item_path.clone(),
+                "every container needs an image",
+            ),
+        };
+        let field = match source {
+            ImageSource::Volumes => "reference",
+            _ => "image",
+        };
+        let image = opt_str(holder, field, &holder_path)?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| WorkloadError::Missing {
-                path: join(&item_path, "image"),
-                hint: "every container needs an image",
+                path: join(&holder_path, field),
+                hint,
             })?;
-        let name = opt_str(c, "name", &item_path)?.unwrap_or("");
-        out.push(Container {
+        let name = opt_str(item_object, "name", &item_path)?.unwrap_or("");
+        out.push(ImageUse {
             name: name.to_owned(),
             image: image.to_owned(),
-            list,
+            source,
             index: i,
         });
     }
@@ -393,6 +439,11 @@ mod tests {
             "containers": [
                 {"name": "app", "image": "gcr.io/p/app@sha256:aaaa"},
                 {"name": "side", "image": "nginx:1.25"}
+            ],
+            "volumes": [
+                {"name": "cache", "emptyDir": {}},
+                {"name": "payload", "image": {"reference": "docker.io/attacker/evil:latest",
+                                              "pullPolicy": "Always"}}
             ]
         })
     }
@@ -410,24 +461,30 @@ mod tests {
         })
     }
 
-    fn expected_containers() -> Vec<Container> {
+    fn expected_images() -> Vec<ImageUse> {
         vec![
-            Container {
+            ImageUse {
                 name: "init".into(),
                 image: "busybox".into(),
-                list: ContainerList::InitContainers,
+                source: ImageSource::InitContainers,
                 index: 0,
             },
-            Container {
+            ImageUse {
                 name: "app".into(),
                 image: "gcr.io/p/app@sha256:aaaa".into(),
-                list: ContainerList::Containers,
+                source: ImageSource::Containers,
                 index: 0,
             },
-            Container {
+            ImageUse {
                 name: "side".into(),
                 image: "nginx:1.25".into(),
-                list: ContainerList::Containers,
+                source: ImageSource::Containers,
+                index: 1,
+            },
+            ImageUse {
+                name: "payload".into(),
+                image: "docker.io/attacker/evil:latest".into(),
+                source: ImageSource::Volumes,
                 index: 1,
             },
         ]
@@ -489,7 +546,7 @@ mod tests {
             assert_eq!(w.name, "w", "{kind}");
             assert_eq!(w.namespace(), "prod", "{kind}");
             assert_eq!(w.service_account, "deployer", "{kind}");
-            assert_eq!(w.containers, expected_containers(), "{kind}");
+            assert_eq!(w.images, expected_images(), "{kind}");
             assert_eq!(
                 w.labels.get("app").map(String::as_str),
                 Some("web"),
@@ -529,23 +586,23 @@ mod tests {
         assert_eq!(w.service_account, "default");
         assert!(w.labels.is_empty());
         assert_eq!(
-            w.containers[1],
-            Container {
+            w.images[1],
+            ImageUse {
                 name: "debug".into(),
                 image: "busybox:1.36".into(),
-                list: ContainerList::EphemeralContainers,
+                source: ImageSource::EphemeralContainers,
                 index: 0,
             }
         );
         assert_eq!(
-            w.containers[1].image_path(),
+            w.images[1].image_path(),
             "spec.ephemeralContainers[0].image"
         );
         // The legacy serviceAccount field is honoured.
         let pod = json!({"kind": "Pod", "spec": {"serviceAccount": "old", "containers": []}});
         let w = Workload::from_json(&pod).unwrap().unwrap();
         assert_eq!(w.service_account, "old");
-        assert!(w.containers.is_empty());
+        assert!(w.images.is_empty());
     }
 
     #[test]
@@ -611,6 +668,23 @@ mod tests {
                        "spec": {"jobTemplate": {"spec": {"template": {"spec":
                            {"containers": [{"image": ""}]}}}}}}),
                 "spec.jobTemplate.spec.template.spec.containers[0].image is missing; every container needs an image",
+            ),
+            (
+                json!({"kind": "Pod", "spec": {"volumes": {"name": "x"}}}),
+                "spec.volumes must be a list of volumes, found an object",
+            ),
+            (
+                json!({"kind": "Pod", "spec": {"volumes": [{"name": "v", "image": {}}]}}),
+                "spec.volumes[0].image.reference is missing; an image volume needs the reference of the image to mount",
+            ),
+            (
+                json!({"kind": "Pod", "spec": {"volumes": [{"name": "v", "image": "evil"}]}}),
+                "spec.volumes[0].image must be an object, found a string",
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": {"spec":
+                    {"volumes": [{"name": "v", "image": {"reference": 7}}]}}}}),
+                "spec.template.spec.volumes[0].image.reference must be a string, found a number",
             ),
             (
                 json!({"apiVersion": "apps/v1", "kind": "StatefulSet",

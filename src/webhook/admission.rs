@@ -87,6 +87,25 @@ impl HttpError {
         }
     }
 
+    /// 503: too many request bodies in flight.
+    pub fn busy() -> Self {
+        Self::unavailable(
+            "binauthz is reading as many request bodies as it allows at once; retry in a moment",
+        )
+    }
+
+    /// 408: the body did not arrive in time.
+    pub fn timeout() -> Self {
+        Self {
+            code: 408,
+            reason: "Timeout",
+            message: format!(
+                "the AdmissionReview body did not arrive within {} s",
+                super::body::BODY_DEADLINE.as_secs()
+            ),
+        }
+    }
+
     /// 503: the trust index is not ready.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self {
@@ -282,12 +301,9 @@ fn template_prefix(kind: WorkloadKind) -> &'static str {
     }
 }
 
+/// Every image reference the workload can pull (containers and image volumes alike).
 fn images(workload: &Workload) -> BTreeSet<&str> {
-    workload
-        .containers
-        .iter()
-        .map(|c| c.image.as_str())
-        .collect()
+    workload.images.iter().map(|u| u.image.as_str()).collect()
 }
 
 fn group_version(group: &str, version: &str) -> String {
@@ -465,11 +481,11 @@ fn respond(
         let mut causes: Vec<StatusCause> = Vec::new();
         for verdict in &decision.denials {
             let message = verdict.cause();
-            for container in &verdict.containers {
+            for image_use in &verdict.uses {
                 let cause = StatusCause {
                     reason: CAUSE_REASON.to_owned(),
                     message: message.clone(),
-                    field: format!("{prefix}{}", container.image_path()),
+                    field: format!("{prefix}{}", image_use.image_path()),
                 };
                 if !causes.contains(&cause) {
                     causes.push(cause);

@@ -10,8 +10,11 @@ use std::sync::Arc;
 
 use crate::metrics::Metrics;
 
-/// Events waiting to be sent; beyond this, new ones are dropped (and counted).
+/// Denied Events waiting to be sent; beyond this, new ones are dropped (counted and logged).
 pub const QUEUE: usize = 256;
+/// BreakGlass Events waiting to be sent: a queue of their own, sent first, so that no flood of
+/// denials can push an audit of breakglass out.
+pub const BREAKGLASS_QUEUE: usize = 1024;
 /// `reportingController` of the Events.
 pub const CONTROLLER: &str = "binauthz.dev/webhook";
 /// Longest Event note Kubernetes accepts.
@@ -47,44 +50,87 @@ pub struct Notice {
     pub note: String,
 }
 
-/// Where the admission path puts Events: a bounded queue, never waiting.
+/// Where the admission path puts Events: two bounded queues (BreakGlass, Denied), never
+/// waiting.
 #[derive(Clone, Debug)]
 pub struct EventSink {
-    queue: Option<mpsc::Sender<Notice>>,
+    queues: Option<(mpsc::Sender<Notice>, mpsc::Sender<Notice>)>,
     metrics: Arc<Metrics>,
+}
+
+/// The receiving end of an [`EventSink`]: BreakGlass Events come out before Denied ones.
+#[derive(Debug)]
+pub struct EventQueue {
+    breakglass: mpsc::Receiver<Notice>,
+    denied: mpsc::Receiver<Notice>,
+}
+
+impl EventQueue {
+    /// The next Event to send (BreakGlass first); `None` once every sink is gone.
+    pub async fn recv(&mut self) -> Option<Notice> {
+        tokio::select! {
+            biased;
+            Some(notice) = self.breakglass.recv() => Some(notice),
+            Some(notice) = self.denied.recv() => Some(notice),
+            else => None,
+        }
+    }
+
+    /// The next Event if one is queued now (BreakGlass first).
+    pub fn try_recv(&mut self) -> Option<Notice> {
+        self.breakglass
+            .try_recv()
+            .or_else(|_| self.denied.try_recv())
+            .ok()
+    }
 }
 
 impl EventSink {
     /// A sink that sends nothing (tests, or no API access).
     pub fn disabled(metrics: Arc<Metrics>) -> Self {
         Self {
-            queue: None,
+            queues: None,
             metrics,
         }
     }
 
-    /// A sink over a queue; the receiver is for the task that sends (or for tests).
-    pub fn channel(metrics: Arc<Metrics>, capacity: usize) -> (Self, mpsc::Receiver<Notice>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    /// A sink over two queues (`breakglass` and `denied` Events at most); the receiver is for
+    /// the task that sends (or for tests).
+    pub fn channel(metrics: Arc<Metrics>, breakglass: usize, denied: usize) -> (Self, EventQueue) {
+        let (breakglass_tx, breakglass_rx) = mpsc::channel(breakglass.max(1));
+        let (denied_tx, denied_rx) = mpsc::channel(denied.max(1));
         (
             Self {
-                queue: Some(tx),
+                queues: Some((breakglass_tx, denied_tx)),
                 metrics,
             },
-            rx,
+            EventQueue {
+                breakglass: breakglass_rx,
+                denied: denied_rx,
+            },
         )
     }
 
-    /// Queue an Event; when the queue is full it is dropped and counted.
+    /// Queue an Event. When its queue is full it is dropped, counted, and written to the log
+    /// in full, so the record of it is never lost silently.
     pub fn send(&self, notice: Notice) {
-        let Some(queue) = &self.queue else {
+        let Some((breakglass, denied)) = &self.queues else {
             return;
         };
-        if let Err(error) = queue.try_send(notice) {
-            if matches!(error, mpsc::error::TrySendError::Full(_)) {
-                self.metrics.event_dropped();
-            }
-            tracing::debug!("event not queued: {error}");
+        let queue = match notice.reason {
+            NoticeReason::BreakGlass => breakglass,
+            NoticeReason::Denied => denied,
+        };
+        if let Err(mpsc::error::TrySendError::Full(notice)) = queue.try_send(notice) {
+            self.metrics.event_dropped(notice.reason.as_str());
+            tracing::warn!(
+                reason = notice.reason.as_str(),
+                kind = notice.regarding.kind.as_deref().unwrap_or_default(),
+                namespace = notice.regarding.namespace.as_deref().unwrap_or_default(),
+                name = notice.regarding.name.as_deref().unwrap_or_default(),
+                note = %notice.note,
+                "Event queue full: the Event is not sent, only logged here"
+            );
         }
     }
 }
@@ -103,7 +149,7 @@ fn truncate(mut note: String) -> String {
 }
 
 /// Send queued Events with `client` until every sink is dropped.
-pub async fn run(client: Client, instance: Option<String>, mut queue: mpsc::Receiver<Notice>) {
+pub async fn run(client: Client, instance: Option<String>, mut queue: EventQueue) {
     let recorder = Recorder::new(
         client,
         Reporter {
@@ -147,24 +193,38 @@ mod tests {
         assert!(cut.ends_with("..."));
     }
 
+    fn notice(reason: NoticeReason, note: &str) -> Notice {
+        Notice {
+            reason,
+            regarding: ObjectReference::default(),
+            note: note.into(),
+        }
+    }
+
     #[tokio::test]
-    async fn a_full_queue_drops_and_counts() {
+    async fn breakglass_is_never_dropped_behind_denials() {
         let metrics = Arc::new(Metrics::default());
-        let (sink, mut rx) = EventSink::channel(metrics.clone(), 1);
-        let notice = Notice {
-            reason: NoticeReason::Denied,
-            regarding: ObjectReference::default(),
-            note: "n".into(),
-        };
-        sink.send(notice.clone());
-        sink.send(notice.clone());
-        assert_eq!(rx.recv().await, Some(notice));
-        assert!(rx.try_recv().is_err());
-        assert_eq!(metrics.events_dropped(), 1);
-        EventSink::disabled(metrics).send(Notice {
-            reason: NoticeReason::BreakGlass,
-            regarding: ObjectReference::default(),
-            note: String::new(),
-        });
+        let (sink, mut queue) = EventSink::channel(metrics.clone(), 2, 1);
+        // A flood of denials fills their queue...
+        for i in 0..10 {
+            sink.send(notice(NoticeReason::Denied, &format!("d{i}")));
+        }
+        // ...and breakglass still gets through, and out first.
+        sink.send(notice(NoticeReason::BreakGlass, "b0"));
+        sink.send(notice(NoticeReason::BreakGlass, "b1"));
+        assert_eq!(queue.recv().await.unwrap().note, "b0");
+        assert_eq!(queue.recv().await.unwrap().note, "b1");
+        assert_eq!(queue.recv().await.unwrap().note, "d0");
+        assert!(queue.try_recv().is_none());
+        assert_eq!(metrics.events_dropped(), 9);
+        // A full breakglass queue is counted too (and logged).
+        for i in 0..3 {
+            sink.send(notice(NoticeReason::BreakGlass, &format!("b{i}")));
+        }
+        assert_eq!(metrics.events_dropped(), 10);
+        EventSink::disabled(metrics).send(notice(NoticeReason::BreakGlass, ""));
+        drop(sink);
+        while queue.try_recv().is_some() {}
+        assert!(queue.recv().await.is_none(), "every sink is gone");
     }
 }

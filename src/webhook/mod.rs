@@ -6,6 +6,7 @@
 //! background task through a bounded queue.
 
 pub mod admission;
+pub mod body;
 pub mod events;
 pub mod server;
 
@@ -20,7 +21,6 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use futures::StreamExt as _;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tracing::field::Empty;
@@ -29,27 +29,41 @@ use crate::admin::{self, Admin, TlsLoaded};
 use crate::index::watch::{self, WatchHealth, WatchOptions};
 use crate::index::{Index, IndexState};
 use crate::metrics::Metrics;
-use admission::{Answer, HttpError, MAX_BODY_BYTES};
+use admission::Answer;
+use body::BodyLimits;
 use events::EventSink;
 
 /// Path the webhook serves.
 pub const PATH: &str = "/validate";
 
-/// What the admission handler needs: the index, the metrics and the Event queue.
+/// What the admission handler needs: the index, the metrics, the Event queue and the body
+/// budgets.
 #[derive(Debug)]
 pub struct Webhook {
     index: Arc<Index>,
     metrics: Arc<Metrics>,
     events: EventSink,
+    bodies: BodyLimits,
 }
 
 impl Webhook {
-    /// A webhook answering from `index`.
+    /// A webhook answering from `index`, with the default body budgets.
     pub fn new(index: Arc<Index>, metrics: Arc<Metrics>, events: EventSink) -> Self {
+        Self::with_limits(index, metrics, events, BodyLimits::default())
+    }
+
+    /// A webhook answering from `index`, reading bodies within `bodies`.
+    pub fn with_limits(
+        index: Arc<Index>,
+        metrics: Arc<Metrics>,
+        events: EventSink,
+        bodies: BodyLimits,
+    ) -> Self {
         Self {
             index,
             metrics,
             events,
+            bodies,
         }
     }
 }
@@ -65,30 +79,6 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Read the body, refusing anything over the limit without holding more than the limit.
-async fn read_body(request: Request) -> Result<Vec<u8>, HttpError> {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(HttpError::too_large());
-    }
-    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(0));
-    let mut body = Vec::with_capacity(capacity.min(MAX_BODY_BYTES));
-    let mut stream = request.into_body().into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| HttpError::bad_request(format!("cannot read the request body: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(HttpError::too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 async fn validate(State(webhook): State<Arc<Webhook>>, request: Request<Body>) -> Response {
     let start = Instant::now();
     let span = tracing::info_span!(
@@ -101,9 +91,12 @@ async fn validate(State(webhook): State<Arc<Webhook>>, request: Request<Body>) -
         allowed = Empty,
         result = Empty,
     );
-    let answer = match read_body(request).await {
-        Ok(body) => span.in_scope(|| admission::review(&webhook.index, &body)),
-        Err(error) => Answer::Error(error),
+    let answer = match webhook.bodies.read(request).await {
+        Ok(body) => span.in_scope(|| admission::review(&webhook.index, &body.bytes)),
+        Err((refusal, error)) => {
+            webhook.metrics.request_refused(refusal.as_str());
+            Answer::Error(error)
+        }
     };
     let result = answer.result();
     span.record("result", result.as_str());
@@ -234,7 +227,8 @@ pub async fn serve(
         health.clone(),
         options.watch,
     ));
-    let (sink, queue) = EventSink::channel(metrics.clone(), events::QUEUE);
+    let (sink, queue) =
+        EventSink::channel(metrics.clone(), events::BREAKGLASS_QUEUE, events::QUEUE);
     let events = tokio::spawn(events::run(client, options.instance, queue));
 
     let webhook = Arc::new(Webhook::new(index.clone(), metrics, sink));

@@ -158,6 +158,9 @@ func serve(s settings) int {
 		// No controller-manager creates `default` ServiceAccounts, so this plugin would reject every Pod.
 		"--disable-admission-plugins=ServiceAccount",
 		"--allow-privileged=true",
+		// Image volumes (KEP-4639) are beta and on by default from 1.35; 1.34 keeps them behind
+		// this gate, and without it the API server drops `volumes[].image` from every Pod.
+		"--feature-gates=ImageVolume=true",
 		"--profiling=false",
 		"--v=1",
 	}

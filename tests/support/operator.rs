@@ -254,6 +254,7 @@ pub async fn start_operator(
         admin_port,
         kubeconfig: None,
         validation_interval,
+        client_ca_file: None,
     };
     let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

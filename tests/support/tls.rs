@@ -14,6 +14,7 @@ pub fn loopback_tls() -> (TlsMaterial, rustls::ServerConfig) {
         .expect("new material");
     let store = CertStore::new();
     store.load(&material).expect("load the serving certificate");
-    let config = store.server_config().expect("a rustls configuration");
+    let config = binauthz::webhook::server::server_config(store.resolver(), None)
+        .expect("a rustls configuration");
     (material, config)
 }

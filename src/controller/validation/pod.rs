@@ -47,6 +47,29 @@ pub struct RunningPodSpec {
     /// `ephemeralContainers`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_containers: Option<Vec<ContainerImage>>,
+    /// `volumes`, each reduced to its name and image (after [`strip_pod`], absent unless one
+    /// mounts an image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<VolumeImage>>,
+}
+
+/// A volume's name and, for an image volume, the image it mounts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct VolumeImage {
+    /// `name`.
+    #[serde(default)]
+    pub name: String,
+    /// `image` (only image volumes have one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageVolumeSource>,
+}
+
+/// `volumes[].image`: the OCI image mounted as a volume.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ImageVolumeSource {
+    /// `reference`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// A container's name and image.
@@ -67,9 +90,20 @@ fn is_policy_annotation(key: &str) -> bool {
     })
 }
 
-/// Keep only what validation reads of a pod's metadata: name, namespace, uid, labels and the
-/// `image-policy.k8s.io` annotations (managed fields, owners, other annotations go).
+/// Keep only what validation reads of a pod: name, namespace, uid, labels, the
+/// `image-policy.k8s.io` annotations and the volumes' names when one mounts an image
+/// (managed fields, owners and other annotations go).
 pub fn strip_pod(pod: &mut RunningPod) {
+    // Volumes keep their positions (the decision names `spec.volumes[i]`), so they stay unless
+    // none mounts an image.
+    if let Some(spec) = &mut pod.spec
+        && spec
+            .volumes
+            .as_ref()
+            .is_some_and(|v| v.iter().all(|v| v.image.is_none()))
+    {
+        spec.volumes = None;
+    }
     let meta = std::mem::take(&mut pod.metadata);
     pod.metadata = ObjectMeta {
         name: meta.name,
@@ -142,7 +176,8 @@ mod tests {
                 "containers": [{"name": "app", "image": "nginx:1", "env": [{"name": "A", "value": "b"}],
                                 "ports": [{"containerPort": 80}]}],
                 "ephemeralContainers": [{"name": "debug", "image": "busybox:1", "stdin": true}],
-                "volumes": [{"name": "v", "emptyDir": {}}]
+                "volumes": [{"name": "v", "emptyDir": {}},
+                            {"name": "payload", "image": {"reference": "evil:1", "pullPolicy": "Always"}}]
             },
             "status": {"phase": "Running", "podIP": "10.0.0.1"}
         });
@@ -172,7 +207,8 @@ mod tests {
                 "serviceAccountName": "deployer",
                 "initContainers": [{"name": "init", "image": "busybox"}],
                 "containers": [{"name": "app", "image": "nginx:1"}],
-                "ephemeralContainers": [{"name": "debug", "image": "busybox:1"}]
+                "ephemeralContainers": [{"name": "debug", "image": "busybox:1"}],
+                "volumes": [{"name": "v"}, {"name": "payload", "image": {"reference": "evil:1"}}]
             })
         );
         assert!(kept.get("status").is_none());
