@@ -543,6 +543,7 @@ pub fn import_policy(
             kubernetes_namespace_admission_rules,
             kubernetes_service_account_admission_rules,
             namespace_selector: None,
+            breakglass: None,
         },
     );
     Ok(Imported {
@@ -781,6 +782,12 @@ pub fn export_policy(spec: &AttestationPolicySpec, project: &str) -> Result<Stri
         return Err(field_error(
             "spec.namespaceSelector",
             "has no Google equivalent (a Google policy governs every namespace); remove it, or express it with kubernetesNamespaceAdmissionRules",
+        ));
+    }
+    if spec.breakglass == Some(crate::crd::Breakglass::Deny) {
+        return Err(field_error(
+            "spec.breakglass",
+            "Deny has no Google equivalent (Google Binary Authorization always honours breakglass); remove it to export",
         ));
     }
     if !spec.kubernetes_namespace_admission_rules.is_empty()

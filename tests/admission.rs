@@ -302,12 +302,24 @@ async fn ungoverned_namespace_is_allowed() {
     let h = harness();
     assert_allowed_plain(&review(&h, "pod_ungoverned_namespace.json").await);
     // An exempt namespace never reaches the webhook; one the policy does not select is
-    // admitted here. A namespace not seen yet is judged by its name label: governed.
+    // admitted here. A namespace not seen yet (created a moment before its pod) is never taken
+    // for ungoverned: the policy selects by label, so after waiting for the namespace watch the
+    // webhook refuses, asking to retry.
     let mut body = fixture_json("pod_ungoverned_namespace.json");
     body["request"]["namespace"] = json!("brand-new");
+    let started = std::time::Instant::now();
     let (status, body) = post(&h.router, body.to_string()).await;
+    assert!(started.elapsed() >= webhook::NAMESPACE_WAIT);
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["response"]["allowed"], false);
+    let response = &body["response"];
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 503);
+    assert_eq!(response["status"]["reason"], "ServiceUnavailable");
+    assert_eq!(response["status"]["details"]["retryAfterSeconds"], 1);
+    assert_eq!(
+        response["status"]["message"],
+        "binauthz cannot judge this request yet: namespace brand-new is not known to binauthz (yet), and policy main selects namespaces by label, so binauthz cannot tell whether it governs brand-new; retry in a moment"
+    );
 }
 
 #[tokio::test]
@@ -839,7 +851,7 @@ async fn admin_reports_readiness_liveness_and_metrics() {
     // Synced with one verified attestation, certificate loaded.
     let signer = Signer::new();
     state.reset_policies(vec![("main".into(), Ok(policy()))]);
-    state.reset_namespaces(Vec::new());
+    state.reset_namespaces(vec![("default".into(), Default::default())]);
     let mut jobs = state.reset_attestors(vec![("build".into(), signer.attestor())]);
     jobs.extend(
         state.reset_attestations(vec![("default/a".into(), signer.attest("build", SIGNED))]),

@@ -499,6 +499,17 @@ fn export_refuses_what_google_cannot_hold() {
         error_line(
             dir.path(),
             &format!(
+                "{head}  breakglass: Deny
+"
+            ),
+            &export
+        ),
+        "spec.breakglass: Deny has no Google equivalent (Google Binary Authorization always honours breakglass); remove it to export"
+    );
+    assert_eq!(
+        error_line(
+            dir.path(),
+            &format!(
                 "{head}  kubernetesNamespaceAdmissionRules:\n    dev: {{evaluationMode: ALWAYS_ALLOW}}\n  kubernetesServiceAccountAdmissionRules:\n    ci:builder: {{evaluationMode: ALWAYS_ALLOW}}\n"
             ),
             &export

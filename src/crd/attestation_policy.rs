@@ -74,6 +74,21 @@ pub struct AttestationPolicySpec {
     /// Namespaces the policy governs; empty or absent means every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
+    /// Whether the breakglass label (or annotation) overrides this policy: `Allow` (the
+    /// default, as Google Binary Authorization) or `Deny` (its denials stand; no Google
+    /// equivalent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakglass: Option<Breakglass>,
+}
+
+/// Whether a pod that breaks glass is admitted despite the policy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Breakglass {
+    /// Breakglass admits the pod (audited, with an Event).
+    #[default]
+    Allow,
+    /// Breakglass is refused: the policy's denials stand.
+    Deny,
 }
 
 /// An allowlist entry, as Binary Authorization's `AdmissionWhitelistPattern`.

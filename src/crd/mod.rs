@@ -14,8 +14,8 @@ mod image_attestation;
 
 pub use attestation_policy::{
     AdmissionRule, AdmissionWhitelistPattern, AttestationPolicy, AttestationPolicySpec,
-    AttestationPolicyStatus, EnforcementMode, EvaluationMode, GlobalPolicyEvaluationMode,
-    PodViolation, RequiredAttestorAllowlist,
+    AttestationPolicyStatus, Breakglass, EnforcementMode, EvaluationMode,
+    GlobalPolicyEvaluationMode, PodViolation, RequiredAttestorAllowlist,
 };
 pub use attestor::{
     Attestor, AttestorPublicKey, AttestorSpec, AttestorStatus, KeyStatus, PkixPublicKey,

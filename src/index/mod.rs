@@ -18,16 +18,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use arc_swap::ArcSwap;
 
-use crate::crd::{
-    AdmissionRule, AttestationPolicySpec, AttestorSpec, EvaluationMode, ImageAttestationSpec,
-};
+use crate::crd::{AttestationPolicySpec, AttestorSpec, ImageAttestationSpec};
 use crate::image::Digest;
 use crate::metrics::Metrics;
-use crate::policy::{self, Attestations, CompiledPolicy, Decision, TrustIndex, Workload};
+use crate::policy::{
+    Attestations, CompiledPolicy, Decision, Namespaces, Snapshot, TrustIndex, Undecided, Workload,
+};
 use crate::verify::{self, AttestorKeys};
-
-/// Label every namespace carries (Kubernetes sets it); used when a namespace is not known yet.
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// The four watched resources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,13 +80,26 @@ pub struct NotReady {
     pub pending: usize,
 }
 
+/// Why the index does not decide.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CannotDecide {
+    /// The index has not listed everything yet.
+    #[error("{0}")]
+    NotReady(NotReady),
+    /// The snapshot cannot decide (a namespace not seen yet).
+    #[error("{0}")]
+    Undecided(Undecided),
+}
+
 /// What admission reads: compiled policies, namespace labels and the trust index, shared by
 /// every request and updated only by [`IndexState`].
 #[derive(Debug)]
 pub struct Index {
     policies: ArcSwap<Vec<CompiledPolicy>>,
     trust: RwLock<TrustIndex>,
-    namespaces: RwLock<HashMap<String, BTreeMap<String, String>>>,
+    namespaces: RwLock<Namespaces>,
+    /// Bumped on every namespace change, for requests waiting for a namespace to appear.
+    namespace_changes: tokio::sync::watch::Sender<u64>,
     synced: AtomicUsize,
     pending: AtomicUsize,
     ready: AtomicBool,
@@ -100,7 +110,8 @@ impl Default for Index {
         Self {
             policies: ArcSwap::from_pointee(Vec::new()),
             trust: RwLock::new(TrustIndex::new()),
-            namespaces: RwLock::new(HashMap::new()),
+            namespaces: RwLock::new(Namespaces::new()),
+            namespace_changes: tokio::sync::watch::Sender::new(0),
             synced: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
@@ -141,29 +152,40 @@ impl Index {
         self.synced.load(Ordering::Acquire) & resource.bit() != 0
     }
 
-    /// Decide, from memory only, whether `workload` may run in `namespace`.
-    pub fn decide(&self, namespace: &str, workload: &Workload) -> Result<Decision, NotReady> {
+    /// Decide, from memory only, whether `workload` may run in its namespace.
+    pub fn decide(&self, workload: &Workload) -> Result<Decision, CannotDecide> {
         if let Some(not_ready) = self.not_ready() {
-            return Err(not_ready);
+            return Err(CannotDecide::NotReady(not_ready));
         }
         let policies = self.policies.load();
         let namespaces = self
             .namespaces
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let fallback;
-        let labels = match namespaces.get(namespace) {
-            Some(labels) => labels,
-            None => {
-                // The watch lags the namespace's creation by moments; every namespace carries
-                // this label, so selectors on it still work.
-                fallback =
-                    BTreeMap::from([(NAMESPACE_NAME_LABEL.to_owned(), namespace.to_owned())]);
-                &fallback
+        let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+        Snapshot {
+            policies: &policies,
+            namespaces: &namespaces,
+            trust: &*trust,
+        }
+        .decide(workload)
+        .map_err(CannotDecide::Undecided)
+    }
+
+    /// Wait until `namespace` is known, at most `limit`; returns whether it is.
+    pub async fn wait_for_namespace(&self, namespace: &str, limit: std::time::Duration) -> bool {
+        let mut changes = self.namespace_changes.subscribe();
+        let known = async {
+            loop {
+                if self.namespace_labels(namespace).is_some() {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             }
         };
-        let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(policy::evaluate(&policies, labels, workload, &*trust))
+        tokio::time::timeout(limit, known).await.is_ok()
     }
 
     /// The compiled policies, sorted by name.
@@ -568,14 +590,8 @@ impl IndexState {
     /// image in every namespace until fixed (fail closed; exempt namespaces never reach the
     /// webhook).
     pub fn apply_policy(&mut self, name: &str, spec: Result<&AttestationPolicySpec, String>) {
-        let compiled = match spec {
-            Ok(spec) => CompiledPolicy::compile(name, spec),
-            Err(error) => {
-                tracing::error!(policy = name, %error, "cannot read AttestationPolicy; it denies every image until fixed");
-                CompiledPolicy::compile(name, &deny_everything())
-            }
-        };
-        self.policies.insert(name.to_owned(), compiled);
+        self.policies
+            .insert(name.to_owned(), compile_policy(name, spec));
         self.publish_policies();
     }
 
@@ -590,13 +606,7 @@ impl IndexState {
     pub fn reset_policies(&mut self, all: Vec<(String, Result<AttestationPolicySpec, String>)>) {
         self.policies.clear();
         for (name, spec) in all {
-            let compiled = match spec {
-                Ok(spec) => CompiledPolicy::compile(&name, &spec),
-                Err(error) => {
-                    tracing::error!(policy = %name, %error, "cannot read AttestationPolicy; it denies every image until fixed");
-                    CompiledPolicy::compile(&name, &deny_everything())
-                }
-            };
+            let compiled = compile_policy(&name, spec.as_ref().map_err(Clone::clone));
             self.policies.insert(name, compiled);
         }
         self.publish_policies();
@@ -613,30 +623,31 @@ impl IndexState {
 
     /// A Namespace was created or its labels changed.
     pub fn apply_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
-        self.index
-            .namespaces
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_owned(), labels);
+        self.with_namespaces(|n| n.insert(name, labels));
     }
 
     /// A Namespace was deleted.
     pub fn delete_namespace(&mut self, name: &str) {
-        self.index
-            .namespaces
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
+        self.with_namespaces(|n| {
+            n.remove(name);
+        });
     }
 
     /// The complete list of Namespaces and their labels.
     pub fn reset_namespaces(&mut self, all: Vec<(String, BTreeMap<String, String>)>) {
-        *self
-            .index
-            .namespaces
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = all.into_iter().collect();
+        self.with_namespaces(|n| *n = all.into_iter().collect());
         self.mark_synced(Resource::Namespaces);
+    }
+
+    fn with_namespaces(&self, change: impl FnOnce(&mut Namespaces)) {
+        change(
+            &mut self
+                .index
+                .namespaces
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        self.index.namespace_changes.send_modify(|v| *v += 1);
     }
 
     // ---- readiness ----
@@ -664,13 +675,14 @@ impl IndexState {
     }
 }
 
-/// The stand-in for a policy that cannot be read.
-fn deny_everything() -> AttestationPolicySpec {
-    AttestationPolicySpec {
-        default_admission_rule: AdmissionRule {
-            evaluation_mode: EvaluationMode::AlwaysDeny,
-            ..AdmissionRule::default()
-        },
-        ..AttestationPolicySpec::default()
+/// A policy as admission uses it: compiled, or the stand-in that denies every image when its
+/// object cannot be read (fail closed; exempt namespaces never reach the webhook).
+fn compile_policy(name: &str, spec: Result<&AttestationPolicySpec, String>) -> CompiledPolicy {
+    match spec {
+        Ok(spec) => CompiledPolicy::compile(name, spec),
+        Err(error) => {
+            tracing::error!(policy = name, %error, "cannot read AttestationPolicy; it denies every image until fixed");
+            CompiledPolicy::unreadable(name, &error)
+        }
     }
 }

@@ -8,9 +8,11 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::*;
 use crate::crd::{
-    AttestorPublicKey, EnforcementMode, ImageAttestationSpec, PkixPublicKey, Signature,
+    AdmissionRule, AttestorPublicKey, EnforcementMode, EvaluationMode, ImageAttestationSpec,
+    PkixPublicKey, Signature,
 };
 use crate::crypto::SignatureAlgorithm;
+use crate::policy::NAMESPACE_NAME_LABEL;
 use crate::policy::Workload;
 
 /// A P-256 key generated for the test: (private PKCS#8 PEM, public SPKI PEM, key id).
@@ -152,7 +154,7 @@ fn verified_attestations_enter_the_index_and_make_it_ready() {
     }))
     .unwrap()
     .unwrap();
-    assert!(index.decide("default", &workload).is_err());
+    assert!(index.decide(&workload).is_err());
 
     run_all(&mut s, jobs);
     assert_eq!(s.pending(), 0);
@@ -165,7 +167,7 @@ fn verified_attestations_enter_the_index_and_make_it_ready() {
     assert_eq!(index.trust_entries(), 1);
     assert_eq!(metrics.verifications(), (1, 0));
     assert_eq!(metrics.trust_entries(), 1);
-    assert!(index.decide("default", &workload).unwrap().allowed);
+    assert!(index.decide(&workload).unwrap().allowed);
 }
 
 #[test]
@@ -412,27 +414,32 @@ fn policies_and_namespaces_are_published() {
     }))
     .unwrap()
     .unwrap();
-    assert!(s.index().decide("default", &workload).unwrap().allowed);
+    assert!(s.index().decide(&workload).unwrap().allowed);
     // A policy that cannot be read denies everything (fail closed).
     s.apply_policy("broken", Err("unknown variant `SOMETIMES`".into()));
-    let decision = s.index().decide("default", &workload).unwrap();
+    let decision = s.index().decide(&workload).unwrap();
     assert!(!decision.allowed);
     assert_eq!(
         decision.message(),
-        "Image nginx denied by Binary Authorization default admission rule of policy broken. Denied by always_deny admission rule"
+        "Image nginx denied by Binary Authorization default admission rule of policy broken. The policy cannot be read (unknown variant `SOMETIMES`); it denies every image until it is fixed"
     );
 }
 
-#[test]
-fn unknown_namespaces_match_on_their_name_label() {
-    let (mut s, _) = state();
-    let spec = AttestationPolicySpec {
+fn in_namespace(namespace: &str) -> Workload {
+    let mut workload = Workload::from_json(&serde_json::json!({
+        "kind": "Pod", "spec": {"containers": [{"image": "nginx"}]}
+    }))
+    .unwrap()
+    .unwrap();
+    workload.namespace = Some(namespace.to_owned());
+    workload
+}
+
+fn deny_where(selector: BTreeMap<String, String>) -> AttestationPolicySpec {
+    AttestationPolicySpec {
         namespace_selector: Some(
             k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    NAMESPACE_NAME_LABEL.to_owned(),
-                    "prod".to_owned(),
-                )])),
+                match_labels: Some(selector),
                 match_expressions: None,
             },
         ),
@@ -441,19 +448,62 @@ fn unknown_namespaces_match_on_their_name_label() {
             ..AdmissionRule::default()
         },
         ..AttestationPolicySpec::default()
-    };
-    s.reset_policies(vec![("p".into(), Ok(spec))]);
+    }
+}
+
+#[test]
+fn unknown_namespaces_match_on_their_name_label() {
+    let (mut s, _) = state();
+    let by_name = deny_where(BTreeMap::from([(
+        NAMESPACE_NAME_LABEL.to_owned(),
+        "prod".to_owned(),
+    )]));
+    s.reset_policies(vec![("p".into(), Ok(by_name))]);
     s.reset_namespaces(Vec::new());
     s.reset_attestors(Vec::new());
     s.reset_attestations(Vec::new());
-    let workload = Workload::from_json(&serde_json::json!({
-        "kind": "Pod", "spec": {"containers": [{"image": "nginx"}]}
-    }))
-    .unwrap()
-    .unwrap();
-    assert!(!s.index().decide("prod", &workload).unwrap().allowed);
-    assert!(s.index().decide("dev", &workload).unwrap().allowed);
-    // Known labels win over the fallback.
+    assert!(!s.index().decide(&in_namespace("prod")).unwrap().allowed);
+    assert!(s.index().decide(&in_namespace("dev")).unwrap().allowed);
+    // A known namespace always carries its name label, as the API server sets it.
     s.apply_namespace("prod", BTreeMap::new());
-    assert!(s.index().decide("prod", &workload).unwrap().allowed);
+    assert!(!s.index().decide(&in_namespace("prod")).unwrap().allowed);
+}
+
+/// A namespace created a moment before its pod may not have reached the index: when a policy
+/// selects namespaces by other labels, it is not treated as ungoverned, but undecided.
+#[tokio::test]
+async fn unknown_namespaces_are_undecided_when_a_selector_reads_labels() {
+    let (mut s, _) = state();
+    let by_team = deny_where(BTreeMap::from([("team".to_owned(), "a".to_owned())]));
+    s.reset_policies(vec![("team-a".into(), Ok(by_team))]);
+    s.reset_namespaces(Vec::new());
+    s.reset_attestors(Vec::new());
+    s.reset_attestations(Vec::new());
+    let fresh = in_namespace("fresh");
+    match s.index().decide(&fresh) {
+        Err(CannotDecide::Undecided(Undecided::UnknownNamespace {
+            namespace,
+            policies,
+        })) => {
+            assert_eq!(namespace, "fresh");
+            assert_eq!(policies, ["team-a"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The webhook waits for the namespace; once it arrives, the decision is made.
+    let index = s.index().clone();
+    let waiting = tokio::spawn(async move {
+        index
+            .wait_for_namespace("fresh", std::time::Duration::from_secs(5))
+            .await
+    });
+    tokio::task::yield_now().await;
+    s.apply_namespace("fresh", BTreeMap::from([("team".into(), "a".into())]));
+    assert!(waiting.await.unwrap());
+    assert!(!s.index().decide(&fresh).unwrap().allowed);
+    assert!(
+        !s.index()
+            .wait_for_namespace("never", std::time::Duration::from_millis(20))
+            .await
+    );
 }

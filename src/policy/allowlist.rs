@@ -12,28 +12,88 @@
 use std::collections::HashSet;
 use std::fmt;
 
-/// Images exempt when a policy sets `globalPolicyEvaluationMode: ENABLE`.
+/// Repositories whose images are exempt when a policy sets `globalPolicyEvaluationMode: ENABLE`:
+/// the control-plane, node and add-on components a cluster needs to run, by repository (any
+/// tag or digest), as published by Kubernetes and by the vendors' distributions.
 ///
-/// Only registries whose every image is published by a Kubernetes distribution's own release
-/// process are listed; a user registry never belongs here. Each ends in `/**` so that a
-/// look-alike (`gcr.io/gke-release-evil/...`) does not match.
-pub const SYSTEM_IMAGE_PATTERNS: &[&str] = &[
-    // Upstream Kubernetes images (kube-proxy, coredns, pause, metrics-server), since 2023.
-    "registry.k8s.io/**",
-    // The frozen legacy upstream registry, still referenced by older clusters.
-    "k8s.gcr.io/**",
-    // The Google-hosted backing project of k8s.gcr.io (both spellings existed).
-    "gcr.io/google-containers/**",
-    "gcr.io/google_containers/**",
-    // GKE system components; Google's docs list these as needed for a GKE cluster to start.
+/// Never a whole registry that also hosts test or tool images: `registry.k8s.io` serves
+/// `e2e-test-images/agnhost`, which runs any shell command it is given. Registries that only
+/// hold a distribution's own system components (Google documents these for GKE) are listed
+/// whole, with `/**`, so that a look-alike (`gcr.io/gke-release-evil/...`) does not match.
+pub const SYSTEM_IMAGE_REPOSITORIES: &[&str] = &[
+    // Upstream Kubernetes (registry.k8s.io since 2023, k8s.gcr.io before, backed by
+    // gcr.io/google-containers): control plane, node and cluster add-ons.
+    "registry.k8s.io/kube-apiserver",
+    "registry.k8s.io/kube-controller-manager",
+    "registry.k8s.io/kube-scheduler",
+    "registry.k8s.io/kube-proxy",
+    "registry.k8s.io/etcd",
+    "registry.k8s.io/pause",
+    "registry.k8s.io/coredns/coredns",
+    "registry.k8s.io/dns/k8s-dns-node-cache",
+    "registry.k8s.io/metrics-server/metrics-server",
+    "registry.k8s.io/kas-network-proxy/proxy-agent",
+    "registry.k8s.io/kas-network-proxy/proxy-server",
+    "registry.k8s.io/cpa/cluster-proportional-autoscaler",
+    "registry.k8s.io/autoscaling/cluster-autoscaler",
+    "registry.k8s.io/node-problem-detector/node-problem-detector",
+    "registry.k8s.io/sig-storage/csi-provisioner",
+    "registry.k8s.io/sig-storage/csi-attacher",
+    "registry.k8s.io/sig-storage/csi-resizer",
+    "registry.k8s.io/sig-storage/csi-snapshotter",
+    "registry.k8s.io/sig-storage/csi-node-driver-registrar",
+    "registry.k8s.io/sig-storage/livenessprobe",
+    "registry.k8s.io/sig-storage/snapshot-controller",
+    "registry.k8s.io/cloud-provider-aws/cloud-controller-manager",
+    "registry.k8s.io/cloud-provider-gcp/cloud-controller-manager",
+    "k8s.gcr.io/kube-apiserver",
+    "k8s.gcr.io/kube-controller-manager",
+    "k8s.gcr.io/kube-scheduler",
+    "k8s.gcr.io/kube-proxy",
+    "k8s.gcr.io/etcd",
+    "k8s.gcr.io/pause",
+    "k8s.gcr.io/coredns",
+    "k8s.gcr.io/coredns/coredns",
+    "k8s.gcr.io/dns/k8s-dns-node-cache",
+    "k8s.gcr.io/metrics-server/metrics-server",
+    "gcr.io/google-containers/pause",
+    "gcr.io/google-containers/kube-proxy",
+    "gcr.io/google_containers/pause",
+    "gcr.io/google_containers/kube-proxy",
+    // GKE system components: Google documents these registries as needed for a GKE cluster
+    // to start, and publishes only its own components there.
     "gke.gcr.io/**",
     "gcr.io/gke-release/**",
     "gcr.io/stackdriver-agents/**",
-    // AKS builds of the upstream control-plane and node components, published by Microsoft.
-    "mcr.microsoft.com/oss/kubernetes/**",
+    // AKS builds of the upstream node components and add-ons, published by Microsoft.
+    "mcr.microsoft.com/oss/kubernetes/kube-proxy",
+    "mcr.microsoft.com/oss/kubernetes/pause",
+    "mcr.microsoft.com/oss/kubernetes/coredns",
+    "mcr.microsoft.com/oss/kubernetes/metrics-server",
+    "mcr.microsoft.com/oss/kubernetes/azure-cloud-node-manager",
+    "mcr.microsoft.com/oss/kubernetes/azure-cloud-controller-manager",
     // EKS Distro builds of the upstream components, published by AWS.
-    "public.ecr.aws/eks-distro/**",
+    "public.ecr.aws/eks-distro/kubernetes/kube-apiserver",
+    "public.ecr.aws/eks-distro/kubernetes/kube-controller-manager",
+    "public.ecr.aws/eks-distro/kubernetes/kube-scheduler",
+    "public.ecr.aws/eks-distro/kubernetes/kube-proxy",
+    "public.ecr.aws/eks-distro/kubernetes/pause",
+    "public.ecr.aws/eks-distro/etcd-io/etcd",
+    "public.ecr.aws/eks-distro/coredns/coredns",
+    "public.ecr.aws/eks-distro/kubernetes-sigs/metrics-server",
 ];
+
+/// The allowlist patterns of [`SYSTEM_IMAGE_REPOSITORIES`]: a repository `R` becomes `R:*`
+/// (any tag) and `R@*` (any digest); a registry ending in `/**` stays as it is.
+pub fn system_image_patterns() -> impl Iterator<Item = String> {
+    SYSTEM_IMAGE_REPOSITORIES.iter().flat_map(|r| {
+        if r.ends_with("/**") {
+            vec![(*r).to_owned()]
+        } else {
+            vec![format!("{r}:*"), format!("{r}@*")]
+        }
+    })
+}
 
 /// An allowlist pattern that was refused, with the reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -269,16 +329,40 @@ mod tests {
     }
 
     #[test]
-    fn system_patterns_are_valid_and_do_not_cover_look_alikes() {
-        let sys = list(SYSTEM_IMAGE_PATTERNS);
-        for p in SYSTEM_IMAGE_PATTERNS {
-            assert!(p.ends_with("/**"), "{p}");
+    fn system_patterns_are_valid_and_do_not_cover_look_alikes_or_test_images() {
+        let patterns: Vec<String> = system_image_patterns().collect();
+        let sys = list(&patterns.iter().map(String::as_str).collect::<Vec<_>>());
+        for p in &patterns {
+            assert!(
+                p.ends_with("/**") || p.ends_with(":*") || p.ends_with("@*"),
+                "{p}"
+            );
         }
-        assert!(sys.matches("registry.k8s.io/pause:3.9"));
-        assert!(sys.matches("gke.gcr.io/gke-metrics-agent/x:1"));
-        assert!(sys.matches("gcr.io/gke-release/asm/proxyv2:1.0"));
-        assert!(!sys.matches("gcr.io/gke-release-evil/x"));
-        assert!(!sys.matches("docker.io/library/nginx"));
+        for exempt in [
+            "registry.k8s.io/pause:3.10",
+            "registry.k8s.io/kube-proxy:v1.34.3",
+            "registry.k8s.io/coredns/coredns:v1.12.0",
+            "registry.k8s.io/pause@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a",
+            "registry.k8s.io/etcd:3.6.4-0@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a",
+            "gke.gcr.io/gke-metrics-agent/x:1",
+            "gcr.io/gke-release/asm/proxyv2:1.0",
+        ] {
+            assert!(sys.matches(exempt), "{exempt}");
+        }
+        for judged in [
+            // Test images run anything they are told to.
+            "registry.k8s.io/e2e-test-images/agnhost:2.52",
+            "registry.k8s.io/e2e-test-images/busybox:1.36.1-1",
+            "k8s.gcr.io/e2e-test-images/agnhost:2.39",
+            // Look-alikes of listed repositories and registries.
+            "registry.k8s.io/pause-evil:1",
+            "registry.k8s.io/pause/evil:1",
+            "registry.k8s.io/pause",
+            "gcr.io/gke-release-evil/x",
+            "docker.io/library/nginx",
+        ] {
+            assert!(!sys.matches(judged), "{judged}");
+        }
         assert!(Allowlist::default().is_empty());
         assert!(!Allowlist::default().matches("anything"));
     }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::crd::{
-    AdmissionRule, AttestationPolicySpec, EnforcementMode, EvaluationMode,
+    AdmissionRule, AttestationPolicySpec, Breakglass, EnforcementMode, EvaluationMode,
     GlobalPolicyEvaluationMode,
 };
 
-use super::allowlist::{Allowlist, InvalidPattern, Pattern, SYSTEM_IMAGE_PATTERNS};
+use super::allowlist::{Allowlist, InvalidPattern, Pattern, system_image_patterns};
 use super::selector::NamespaceSelector;
 
 /// Which rule of a policy applied.
@@ -159,9 +159,47 @@ pub struct CompiledPolicy {
     service_account_rules: HashMap<String, HashMap<String, CompiledRule>>,
     required_attestors: BTreeSet<String>,
     problems: Vec<PolicyProblem>,
+    breakglass: Breakglass,
+    /// Why the policy could not be read (then it denies every image it judges).
+    unreadable: Option<Arc<str>>,
 }
 
+/// Label the API server puts on every namespace, holding its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 impl CompiledPolicy {
+    /// The stand-in for a policy that cannot be read (its object does not match the schema):
+    /// it governs every namespace and denies every image, saying why, until it is fixed.
+    pub fn unreadable(name: &str, error: &str) -> Self {
+        let deny = AttestationPolicySpec {
+            default_admission_rule: AdmissionRule {
+                evaluation_mode: EvaluationMode::AlwaysDeny,
+                ..AdmissionRule::default()
+            },
+            ..AttestationPolicySpec::default()
+        };
+        Self {
+            unreadable: Some(error.into()),
+            ..Self::compile(name, &deny)
+        }
+    }
+
+    /// Why the policy could not be read, if it could not (it then denies every image).
+    pub fn unreadable_reason(&self) -> Option<&str> {
+        self.unreadable.as_deref()
+    }
+
+    /// Whether breakglass overrides this policy's denials.
+    pub fn allows_breakglass(&self) -> bool {
+        self.breakglass == Breakglass::Allow
+    }
+
+    /// Whether deciding if the policy governs a namespace needs its labels (a selector on
+    /// labels other than the name label, which every namespace carries).
+    pub fn needs_namespace_labels(&self) -> bool {
+        self.namespace_selector
+            .reads_other_than(NAMESPACE_NAME_LABEL)
+    }
     /// Compile a policy; never fails: invalid parts are recorded (see
     /// [`CompiledPolicy::invalid_patterns`], [`CompiledPolicy::problems`]) and made safe.
     pub fn compile(name: &str, spec: &AttestationPolicySpec) -> Self {
@@ -178,10 +216,10 @@ impl CompiledPolicy {
             }
         }
         if spec.global_policy_evaluation_mode == Some(GlobalPolicyEvaluationMode::Enable) {
-            for p in SYSTEM_IMAGE_PATTERNS {
-                if let Ok(pattern) = Pattern::compile(p) {
+            for p in system_image_patterns() {
+                if let Ok(pattern) = Pattern::compile(&p) {
                     allowlist.push(pattern);
-                    allowlist_patterns.push((*p).to_owned());
+                    allowlist_patterns.push(p);
                 }
             }
         }
@@ -249,6 +287,8 @@ impl CompiledPolicy {
             service_account_rules,
             required_attestors,
             problems,
+            breakglass: spec.breakglass.unwrap_or_default(),
+            unreadable: None,
         }
     }
 
@@ -372,7 +412,7 @@ mod tests {
         let p = CompiledPolicy::compile("pol", &spec);
         assert_eq!(p.name(), "pol");
         let mut want = vec!["gcr.io/p/**".to_string()];
-        want.extend(SYSTEM_IMAGE_PATTERNS.iter().map(|s| s.to_string()));
+        want.extend(system_image_patterns());
         assert_eq!(p.allowlist(), want.as_slice());
         let invalid: Vec<String> = p.invalid_patterns().iter().map(|i| i.to_string()).collect();
         assert_eq!(

@@ -67,6 +67,8 @@ pub enum Failure {
     InvalidReference(String),
     /// A `REQUIRE_ATTESTATION` rule that lists no attestor.
     NoAttestors,
+    /// The policy cannot be read (its object does not match the schema); it denies everything.
+    PolicyUnreadable(Arc<str>),
 }
 
 /// A rule's refusal of one image (reported once, for every container that uses it).
@@ -137,6 +139,9 @@ impl ImageVerdict {
             Failure::NoAttestors => {
                 "The REQUIRE_ATTESTATION rule lists no attestor in requireAttestationsBy".to_owned()
             }
+            Failure::PolicyUnreadable(error) => format!(
+                "The policy cannot be read ({error}); it denies every image until it is fixed"
+            ),
         }
     }
 
@@ -166,16 +171,35 @@ pub struct Decision {
     pub dry_run: Vec<ImageVerdict>,
     /// Names of the policies that govern the namespace.
     pub policies: Vec<Arc<str>>,
+    /// When the pod broke glass: the governing policies that refuse breakglass
+    /// (`breakglass: Deny`), whose denials stand.
+    pub breakglass_refused: Vec<Arc<str>>,
 }
 
 impl Decision {
-    /// Every denial message joined with a space (the AdmissionResponse `status.message`).
+    /// Whether breakglass overrides this denial (the pod broke glass and the denial's policy
+    /// allows it).
+    pub fn overrides(&self, denial: &ImageVerdict) -> bool {
+        self.breakglass && !self.breakglass_refused.contains(&denial.policy)
+    }
+
+    /// Every denial message joined with a space (the AdmissionResponse `status.message`), and
+    /// which policies refused breakglass, if the pod broke glass in vain.
     pub fn message(&self) -> String {
-        self.denials
+        let mut message = self
+            .denials
             .iter()
             .map(ImageVerdict::message)
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(" ");
+        if self.breakglass && !self.breakglass_refused.is_empty() {
+            let names: Vec<&str> = self.breakglass_refused.iter().map(|p| &**p).collect();
+            message.push_str(&format!(
+                " The pod breaks glass, which policy {} refuses (spec.breakglass: Deny).",
+                names.join(", ")
+            ));
+        }
+        message
     }
 
     /// One cause per refused image, without repeats (`status.details.causes`).
@@ -193,7 +217,7 @@ impl Decision {
                 v.message()
             )
         });
-        let broken = self.denials.iter().filter(|_| self.breakglass).map(|v| {
+        let broken = self.denials.iter().filter(|v| self.overrides(v)).map(|v| {
             format!(
                 "break glass: Image {} would be denied: {}",
                 v.image,
@@ -215,7 +239,7 @@ impl Decision {
         let overridden = self
             .dry_run
             .iter()
-            .chain(self.denials.iter().filter(|_| self.breakglass));
+            .chain(self.denials.iter().filter(|v| self.overrides(v)));
         let text: String = dedup(overridden.map(ImageVerdict::cause))
             .into_iter()
             .map(|c| c + "\n")
@@ -357,6 +381,9 @@ pub fn evaluate(
     let mut images: Option<Vec<PreparedImage<'_>>> = None;
     for policy in policies.iter().filter(|p| p.governs(namespace_labels)) {
         decision.policies.push(policy.name_arc().clone());
+        if decision.breakglass && !policy.allows_breakglass() {
+            decision.breakglass_refused.push(policy.name_arc().clone());
+        }
         let rule = policy.rule_for(namespace, &workload.service_account);
         if rule.evaluation_mode == EvaluationMode::AlwaysAllow {
             continue;
@@ -366,8 +393,12 @@ pub fn evaluate(
             if image.allowlisted(policy.allowlist_matcher()) {
                 continue;
             }
-            let Some(failure) = judge(rule, image, trust) else {
-                continue;
+            let failure = match policy.unreadable_reason() {
+                Some(error) => Failure::PolicyUnreadable(error.into()),
+                None => match judge(rule, image, trust) {
+                    Some(failure) => failure,
+                    None => continue,
+                },
             };
             let verdict = ImageVerdict {
                 policy: policy.name_arc().clone(),
@@ -388,7 +419,7 @@ pub fn evaluate(
             }
         }
     }
-    decision.allowed = decision.breakglass || decision.denials.is_empty();
+    decision.allowed = decision.denials.iter().all(|d| decision.overrides(d));
     decision
 }
 

@@ -8,22 +8,27 @@
 mod allowlist;
 mod compiled;
 mod decision;
+mod namespaces;
 mod selector;
+mod snapshot;
 mod trust;
 mod workload;
 
 #[cfg(test)]
 mod tests;
 
-pub use allowlist::{InvalidPattern, SYSTEM_IMAGE_PATTERNS};
+pub use allowlist::{InvalidPattern, SYSTEM_IMAGE_REPOSITORIES, system_image_patterns};
 pub use compiled::{
-    CompiledPolicy, CompiledRule, PolicyProblem, RequiredAttestor, RuleScope, attestor_name,
+    CompiledPolicy, CompiledRule, NAMESPACE_NAME_LABEL, PolicyProblem, RequiredAttestor, RuleScope,
+    attestor_name,
 };
 pub use decision::{
     AUDIT_BREAKGLASS, AUDIT_DRY_RUN, AUDIT_OVERRIDDEN, AttestorFailure, AttestorReason,
     BREAKGLASS_ANNOTATION, BREAKGLASS_LABEL, Decision, Failure, ImageVerdict, evaluate,
     is_breakglass,
 };
+pub use namespaces::Namespaces;
+pub use snapshot::{Snapshot, Undecided};
 pub use trust::{Attestations, TrustIndex, TrustIndexError};
 pub use workload::{
     DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, ImageSource, ImageUse, Workload, WorkloadError,

@@ -84,6 +84,20 @@ impl NamespaceSelector {
     pub(crate) fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
     }
+
+    /// Whether the selector reads a label other than `label`: then a namespace whose labels
+    /// are not known cannot be matched by its name alone.
+    pub(crate) fn reads_other_than(&self, label: &str) -> bool {
+        self.requirements.iter().any(|r| {
+            let key = match r {
+                Requirement::In(key, _)
+                | Requirement::NotIn(key, _)
+                | Requirement::Exists(key)
+                | Requirement::DoesNotExist(key) => key,
+            };
+            key != label
+        })
+    }
 }
 
 #[cfg(test)]

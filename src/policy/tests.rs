@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -515,6 +516,60 @@ fn breakglass() {
         [("break-glass".to_string(), "true".to_string())].into()
     );
     assert!(d.allowed);
+}
+
+#[test]
+fn a_policy_can_refuse_breakglass() {
+    let strict = policy("strict", &format!("{REQUIRE_BUILD}\nbreakglass: Deny"));
+    let lenient = policy("lenient", DENY);
+    assert!(!strict.allows_breakglass() && lenient.allows_breakglass());
+    let mut w = pod("ns", "sa", &["nginx"]);
+    w.labels = [(BREAKGLASS_LABEL.to_string(), "true".to_string())].into();
+    // Alone, the lenient policy is overridden by breakglass.
+    let d = run(std::slice::from_ref(&lenient), &w);
+    assert!(d.allowed && d.breakglass && d.breakglass_refused.is_empty());
+    // The strict policy's denial stands, and the message says why breakglass did not help;
+    // the lenient policy's denial is still overridden (and only it is warned about).
+    let d = run(&[lenient.clone(), strict.clone()], &w);
+    assert!(!d.allowed);
+    assert_eq!(d.breakglass_refused, vec![Arc::from("strict")]);
+    assert!(
+        d.message().ends_with(
+            " The pod breaks glass, which policy strict refuses (spec.breakglass: Deny)."
+        ),
+        "{}",
+        d.message()
+    );
+    assert_eq!(d.warnings().len(), 1);
+    assert!(
+        d.warnings()[0].contains("policy lenient"),
+        "{:?}",
+        d.warnings()
+    );
+    // Without breakglass, nothing changes.
+    let d = run(&[strict], &pod("ns", "sa", &["nginx"]));
+    assert!(!d.allowed && d.breakglass_refused.is_empty());
+    assert!(!d.message().contains("breaks glass"));
+}
+
+#[test]
+fn an_unreadable_policy_denies_everything_and_says_why() {
+    let broken = CompiledPolicy::unreadable("broken", "unknown field `requireAttestationBy`");
+    assert_eq!(
+        broken.unreadable_reason(),
+        Some("unknown field `requireAttestationBy`")
+    );
+    let d = run(
+        &[broken],
+        &pod("ns", "sa", &[&format!("gcr.io/p/app@sha256:{A}")]),
+    );
+    assert!(!d.allowed);
+    assert_eq!(
+        d.message(),
+        format!(
+            "Image gcr.io/p/app@sha256:{A} denied by Binary Authorization default admission rule of policy broken. The policy cannot be read (unknown field `requireAttestationBy`); it denies every image until it is fixed"
+        )
+    );
 }
 
 #[test]

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::events::{Notice, NoticeReason};
-use crate::index::Index;
+use crate::index::{CannotDecide, Index};
 use crate::metrics::AdmissionResult;
-use crate::policy::{Decision, Workload, WorkloadKind};
+use crate::policy::{Decision, Undecided, Workload, WorkloadKind};
 
 /// Largest AdmissionReview body read; bigger ones are refused with 413.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -53,6 +53,9 @@ pub struct Reviewed {
     pub result: AdmissionResult,
     /// An Event to send, if any.
     pub notice: Option<Notice>,
+    /// The namespace the decision waits for: the answer refuses the request (retryably) because
+    /// the namespace is not known yet; asking again once it is known may decide.
+    pub unknown_namespace: Option<String>,
 }
 
 /// An HTTP error answer, sent as a Kubernetes `Status`.
@@ -218,6 +221,7 @@ impl Context<'_> {
                 body,
                 result,
                 notice,
+                unknown_namespace: None,
             }),
             Err(e) => Answer::Error(HttpError {
                 code: 500,
@@ -239,6 +243,40 @@ impl Context<'_> {
             AdmissionResult::Allowed,
             None,
         )
+    }
+
+    /// The snapshot cannot decide yet: refuse the request, saying to retry (a controller
+    /// does; the namespace watch catches up within moments).
+    fn undecided(&self, undecided: &Undecided) -> Answer {
+        let message = format!("binauthz cannot judge this request yet: {undecided}");
+        tracing::warn!(uid = %self.uid, %message, "undecided");
+        let status = Status::failure(&message, "ServiceUnavailable")
+            .with_code(503)
+            .with_details(StatusDetails {
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                causes: Vec::new(),
+                retry_after_seconds: 1,
+            });
+        let mut answer = self.answer(
+            ResponseOut {
+                uid: self.uid.clone(),
+                allowed: false,
+                status: Some(status),
+                warnings: Vec::new(),
+                audit_annotations: BTreeMap::new(),
+            },
+            AdmissionResult::Error,
+            None,
+        );
+        if let (Answer::Review(reviewed), Undecided::UnknownNamespace { namespace, .. }) =
+            (&mut answer, undecided)
+        {
+            reviewed.unknown_namespace = Some(namespace.clone());
+        }
+        answer
     }
 
     /// The request is an AdmissionReview but cannot be judged: refuse it with the reason.
@@ -453,9 +491,12 @@ pub fn review(index: &Index, body: &[u8]) -> Answer {
         return cx.allow();
     }
 
-    let decision = match index.decide(&namespace, &workload) {
+    let decision = match index.decide(&workload) {
         Ok(decision) => decision,
-        Err(not_ready) => return Answer::Error(HttpError::unavailable(not_ready.to_string())),
+        Err(CannotDecide::NotReady(not_ready)) => {
+            return Answer::Error(HttpError::unavailable(not_ready.to_string()));
+        }
+        Err(CannotDecide::Undecided(undecided)) => return cx.undecided(&undecided),
     };
     span.record("allowed", decision.allowed);
     let notice_allowed = !request.dry_run.unwrap_or(false);

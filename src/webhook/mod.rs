@@ -29,12 +29,14 @@ use crate::admin::{self, Admin, TlsLoaded};
 use crate::index::watch::{self, WatchHealth, WatchOptions};
 use crate::index::{Index, IndexState};
 use crate::metrics::Metrics;
-use admission::Answer;
+use admission::{Answer, Reviewed};
 use body::BodyLimits;
 use events::EventSink;
 
 /// Path the webhook serves.
 pub const PATH: &str = "/validate";
+/// How long a review for a namespace the index has not seen yet waits for it.
+pub const NAMESPACE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the admission handler needs: the index, the metrics, the Event queue and the body
 /// budgets.
@@ -92,7 +94,23 @@ async fn validate(State(webhook): State<Arc<Webhook>>, request: Request<Body>) -
         result = Empty,
     );
     let answer = match webhook.bodies.read(request).await {
-        Ok(body) => span.in_scope(|| admission::review(&webhook.index, &body.bytes)),
+        Ok(body) => {
+            let mut answer = span.in_scope(|| admission::review(&webhook.index, &body.bytes));
+            // A namespace created a moment ago may not have reached the index yet: wait for
+            // it briefly (memory only, no API call), then judge again.
+            if let Answer::Review(Reviewed {
+                unknown_namespace: Some(namespace),
+                ..
+            }) = &answer
+                && webhook
+                    .index
+                    .wait_for_namespace(namespace, NAMESPACE_WAIT)
+                    .await
+            {
+                answer = span.in_scope(|| admission::review(&webhook.index, &body.bytes));
+            }
+            answer
+        }
         Err((refusal, error)) => {
             webhook.metrics.request_refused(refusal.as_str());
             Answer::Error(error)
