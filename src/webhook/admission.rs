@@ -52,7 +52,7 @@ pub struct Reviewed {
     /// What it says, for metrics.
     pub result: AdmissionResult,
     /// An Event to send, if any.
-    pub notice: Option<Notice>,
+    pub notice: Option<Box<Notice>>,
     /// The namespace the decision waits for: the answer refuses the request (retryably) because
     /// the namespace is not known yet; asking again once it is known may decide.
     pub unknown_namespace: Option<String>,
@@ -220,7 +220,7 @@ impl Context<'_> {
             Ok(body) => Answer::Review(Reviewed {
                 body,
                 result,
-                notice,
+                notice: notice.map(Box::new),
                 unknown_namespace: None,
             }),
             Err(e) => Answer::Error(HttpError {

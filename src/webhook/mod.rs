@@ -121,7 +121,7 @@ async fn validate(State(webhook): State<Arc<Webhook>>, request: Request<Body>) -
     let response = match answer {
         Answer::Review(reviewed) => {
             if let Some(notice) = reviewed.notice {
-                webhook.events.send(notice);
+                webhook.events.send(*notice);
             }
             json(StatusCode::OK, reviewed.body)
         }
