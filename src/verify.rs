@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::crd::{AttestorPublicKey, AttestorSpec, ImageAttestationSpec, KeyStatus};
+use crate::crd::{AttestorPublicKey, AttestorSpec, ImageAttestationSpec, KeyStatus, limits};
 use crate::crypto::pgp::PgpPublicKey;
 use crate::crypto::pkix::PkixPublicKey;
 use crate::crypto::{KeyKind, KeyProblem, PublicKey, SignatureError};
@@ -309,6 +309,15 @@ pub fn verify(
         ));
     };
     let serialized = match &attestation.serialized_payload {
+        Some(text) if text.chars().count() > limits::PAYLOAD => {
+            return Err(Failure::new(
+                Reason::MalformedPayload,
+                format!(
+                    "spec.serializedPayload is longer than {} base64 characters (64 KiB of payload)",
+                    limits::PAYLOAD
+                ),
+            ));
+        }
         Some(text) => Some(STANDARD.decode(text.trim()).map_err(|e| {
             Failure::new(
                 Reason::MalformedPayload,
@@ -321,6 +330,31 @@ pub fn verify(
         return Err(Failure::new(
             Reason::MalformedSignature,
             "spec.signatures is empty; add at least one signature",
+        ));
+    }
+    // The CRD schema holds these limits; objects that predate it, or come from files, are held
+    // to them here, so the work per attestation stays bounded.
+    if attestation.signatures.len() > limits::SIGNATURES {
+        return Err(Failure::new(
+            Reason::MalformedSignature,
+            format!(
+                "spec.signatures holds {} signatures; at most {} are allowed",
+                attestation.signatures.len(),
+                limits::SIGNATURES
+            ),
+        ));
+    }
+    if let Some(index) = attestation
+        .signatures
+        .iter()
+        .position(|s| s.signature.chars().count() > limits::SIGNATURE)
+    {
+        return Err(Failure::new(
+            Reason::MalformedSignature,
+            format!(
+                "spec.signatures[{index}].signature is longer than {} characters",
+                limits::SIGNATURE
+            ),
         ));
     }
     let mut best: Option<Failure> = None;

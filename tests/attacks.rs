@@ -1006,7 +1006,8 @@ fn huge_inputs_are_refused_quickly() {
                 &scan.id(),
                 &scan.sign(&payload),
             ),
-            reason: Reason::BadSignature,
+            // Over the 64 KiB payload limit: refused before any signature is checked.
+            reason: Reason::MalformedPayload,
         },
         Attack {
             name: "2 MiB payload, validly signed detached (PGP)",
@@ -1017,8 +1018,8 @@ fn huge_inputs_are_refused_quickly() {
                 &build.fpr,
                 &build.detached(&huge_payload),
             ),
-            // Refused by the PGP layer's 1 MiB limit on signed data, before the payload parser.
-            reason: Reason::MalformedSignature,
+            // Over the 64 KiB payload limit: refused before the signature is read.
+            reason: Reason::MalformedPayload,
         },
         Attack {
             name: "2 MiB payload inside a validly signed PGP message",

@@ -35,6 +35,7 @@ fn config_default_applies_on_a_real_apiserver() {
         "kind: Deployment",
         "kind: Service",
         "kind: PodDisruptionBudget",
+        "kind: NetworkPolicy",
     ] {
         assert!(
             yaml.contains(&format!("\n{kind}\n")) || yaml.starts_with(kind),
@@ -63,6 +64,7 @@ fn config_default_applies_on_a_real_apiserver() {
         "deployment.apps/binauthz",
         "service/binauthz",
         "poddisruptionbudget.policy/binauthz",
+        "networkpolicy.networking.k8s.io/binauthz",
         "clusterrole.rbac.authorization.k8s.io/binauthz",
     ] {
         assert!(out.contains(object), "{object} missing from: {out}");

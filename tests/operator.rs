@@ -167,6 +167,76 @@ fn cel_rules_reject_invalid_objects() {
     );
 }
 
+/// Objects without bounds would let a namespace user exhaust every replica's memory (each
+/// keeps every attestation): the API server refuses oversized ones, saying the limit.
+#[test]
+fn oversized_objects_are_refused_naming_the_limit() {
+    install_crds();
+    let ns = cluster::unique_name("limits");
+    ok(&kubectl(["create", "namespace", &ns]), "create namespace");
+    let digest = "a".repeat(64);
+    let attestation = |payload: &str, signatures: usize, signature: &str| {
+        serde_json::to_string(&json!({
+            "apiVersion": "binauthz.dev/v1alpha1",
+            "kind": "ImageAttestation",
+            "metadata": {"name": cluster::unique_name("big"), "namespace": ns},
+            "spec": {
+                "artifactUrl": format!("registry.example/app@sha256:{digest}"),
+                "attestor": "build",
+                "serializedPayload": payload,
+                "signatures": vec![json!({"publicKeyId": "K", "signature": signature}); signatures],
+            },
+        }))
+        .unwrap()
+    };
+    let refused = |yaml: String| {
+        let out = kubectl_stdin(["create", "-f", "-"], &yaml);
+        assert!(!out.status.success(), "an oversized object was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(attestation(&"A".repeat(87_385), 1, "s"));
+    assert!(
+        err.contains("spec.serializedPayload: Too long: may not be more than 87384"),
+        "{err}"
+    );
+    let err = refused(attestation("e30=", 17, "s"));
+    assert!(
+        err.contains("spec.signatures: Too many: 17: must have at most 16 items"),
+        "{err}"
+    );
+    let err = refused(attestation("e30=", 1, &"s".repeat(98_305)));
+    assert!(
+        err.contains("spec.signatures[0].signature: Too long: may not be more than 98304"),
+        "{err}"
+    );
+    // At the limits, it is accepted.
+    let out = kubectl_stdin(
+        ["create", "--dry-run=server", "-f", "-"],
+        &attestation(&"A".repeat(87_384), 16, "s"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Vec<Value> = (0..33)
+        .map(|_| json!({"pkixPublicKey": {"publicKeyPem": "x", "signatureAlgorithm": "ED25519"}}))
+        .collect();
+    let err = refused(
+        serde_json::to_string(&json!({
+            "apiVersion": "binauthz.dev/v1alpha1",
+            "kind": "Attestor",
+            "metadata": {"name": cluster::unique_name("many-keys")},
+            "spec": {"publicKeys": keys},
+        }))
+        .unwrap(),
+    );
+    assert!(
+        err.contains("spec.publicKeys: Too many: 33: must have at most 32 items"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn service_account_rights_are_least_privilege() {
     install_crds();

@@ -8,14 +8,13 @@
 mod crypto_support;
 mod support;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use crypto_support::GpgHome;
 use serde_json::json;
 use support::cluster::{self, kubectl, kubectl_stdin};
-use support::operator::{admin_get, free_port, namespace_policy};
+use support::operator::{admin_get, namespace_policy};
+use support::process::{Binauthz, eventually};
 
 const DIGEST: &str = "sha256:845f77fab71033404f4cfceaa1ddb27b70c3551ceb22a5e7f4498cdda6c9daea";
 const TAG: &str = "Expected digest with sha256 scheme, but got tag or malformed digest";
@@ -64,213 +63,6 @@ fn binauthz(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Retry `check` until it returns `Some`, for at most 60 s (watches are asynchronous).
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(last) if Instant::now() > deadline => {
-                panic!("timed out waiting for {what}: {last}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-/// `binauthz run`, out of cluster as its ServiceAccount: it registers its webhook by URL,
-/// issues its serving certificate, runs the controller (leader of its own Lease) and serves
-/// the webhook.
-struct Binauthz {
-    child: Child,
-    configuration: String,
-    admin: SocketAddr,
-    log: tempfile::NamedTempFile,
-    _kubeconfig: tempfile::NamedTempFile,
-}
-
-/// The RBAC of config/rbac/ for binauthz in `namespace`, with cluster-wide names made unique
-/// and the webhook configuration named `configuration`.
-fn rbac(namespace: &str, configuration: &str) -> String {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rbac");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "kustomization.yaml"))
-        .collect();
-    files.sort();
-    let mut out = String::new();
-    for file in files {
-        let mut doc: serde_json::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        let kind = doc["kind"].as_str().unwrap().to_owned();
-        if doc["metadata"].get("namespace").is_some() {
-            doc["metadata"]["namespace"] = json!(namespace);
-        }
-        if kind.starts_with("Cluster") {
-            doc["metadata"]["name"] = json!(configuration);
-        }
-        if kind == "ClusterRoleBinding" {
-            doc["roleRef"]["name"] = json!(configuration);
-        }
-        if let Some(subjects) = doc.get_mut("subjects").and_then(|s| s.as_array_mut()) {
-            for subject in subjects {
-                subject["namespace"] = json!(namespace);
-            }
-        }
-        if kind == "ClusterRole" {
-            for rule in doc["rules"].as_array_mut().unwrap() {
-                if rule["resources"][0] == "validatingwebhookconfigurations" {
-                    rule["resourceNames"] = json!([configuration]);
-                }
-            }
-        }
-        out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&doc).unwrap());
-    }
-    out
-}
-
-/// The admin kubeconfig, acting as binauthz's ServiceAccount in `namespace`.
-fn service_account_kubeconfig(namespace: &str) -> tempfile::NamedTempFile {
-    let mut config: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(cluster::kubeconfig()).unwrap()).unwrap();
-    for user in config["users"].as_array_mut().unwrap() {
-        user["user"]["as"] = json!(format!("system:serviceaccount:{namespace}:binauthz"));
-        user["user"]["as-groups"] = json!([
-            "system:serviceaccounts",
-            format!("system:serviceaccounts:{namespace}"),
-            "system:authenticated",
-        ]);
-    }
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), serde_yaml::to_string(&config).unwrap()).unwrap();
-    file
-}
-
-impl Binauthz {
-    /// Start `binauthz run` in `namespace`, as its ServiceAccount with only the rights of
-    /// config/rbac/.
-    fn start(namespace: &str) -> Self {
-        let configuration = cluster::unique_name("binauthz-walkthrough");
-        let out = kubectl_stdin(["apply", "-f", "-"], &rbac(namespace, &configuration));
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let service_account = format!("system:serviceaccount:{namespace}:binauthz");
-        eventually("the RBAC to take effect", || {
-            let out = kubectl([
-                "auth",
-                "can-i",
-                "watch",
-                "namespaces",
-                "--as",
-                &service_account,
-            ]);
-            out.status
-                .success()
-                .then_some(())
-                .ok_or_else(|| text(&out.stdout))
-        });
-        let kubeconfig = service_account_kubeconfig(namespace);
-        let webhook_port = free_port();
-        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let url = format!("https://127.0.0.1:{webhook_port}/validate");
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let args = [
-            "run",
-            "--kubeconfig",
-            kubeconfig.path().to_str().unwrap(),
-            "--namespace",
-            namespace,
-            "--identity",
-            "walkthrough",
-            "--webhook-url",
-            &url,
-            "--webhook-port",
-            &webhook_port.to_string(),
-            "--admin-port",
-            &admin.port().to_string(),
-            "--webhook-configuration",
-            &configuration,
-            // Other test binaries share the control plane after this one: should this process
-            // die without cleaning up, its configuration must not block their pods.
-            "--failure-policy",
-            "ignore",
-        ];
-        println!("$ binauthz {}", args.join(" "));
-        let child = Command::new(assert_cmd::cargo::cargo_bin("binauthz"))
-            .args(args)
-            .env("RUST_LOG", "binauthz=info")
-            .stdin(Stdio::null())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let binauthz = Self {
-            child,
-            configuration,
-            admin,
-            log,
-            _kubeconfig: kubeconfig,
-        };
-        eventually("binauthz to be ready", || {
-            match admin_get(binauthz.admin, "/readyz") {
-                (200, _) => Ok(()),
-                (code, body) => Err(format!("{code} {body}\n{}", binauthz.log())),
-            }
-        });
-        binauthz
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    /// Wait until the generated configuration sends pods and workloads to the webhook.
-    fn wait_for_configuration(&self) {
-        eventually("the generated webhook configuration", || {
-            let out = kubectl([
-                "get",
-                "validatingwebhookconfiguration",
-                &self.configuration,
-                "-o",
-                "jsonpath={.webhooks[*].name}",
-            ]);
-            let names = text(&out.stdout);
-            (names == "pods.binauthz.dev workloads.binauthz.dev")
-                .then_some(())
-                .ok_or(names)
-        });
-    }
-}
-
-impl Drop for Binauthz {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Never leave a webhook configuration pointing at a server that is gone.
-        for kind in [
-            "validatingwebhookconfiguration",
-            "clusterrolebinding",
-            "clusterrole",
-        ] {
-            let _ = kubectl(["delete", kind, &self.configuration, "--ignore-not-found"]);
-        }
-        if std::thread::panicking() {
-            eprintln!("--- binauthz log ---\n{}", self.log());
-        }
-    }
-}
-
 fn install_crds() {
     let crds = format!("{}/crds", env!("CARGO_MANIFEST_DIR"));
     let out = kubectl(["apply", "--server-side", "--force-conflicts", "-f", &crds]);
@@ -314,7 +106,7 @@ fn walkthrough() {
     let system_ns = runtime.block_on(cluster::temp_namespace("binauthz-system"));
     let attestor = cluster::unique_name("built-by-ci");
     let policy_name = cluster::unique_name("require-ci");
-    let server = Binauthz::start(&system_ns);
+    let server = Binauthz::start(&system_ns, &[]);
 
     // A PGP key, as a CI pipeline would hold it.
     let gpg = GpgHome::new();

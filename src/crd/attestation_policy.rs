@@ -53,20 +53,25 @@ use serde::{Deserialize, Serialize};
 pub struct AttestationPolicySpec {
     /// Free-form description of the policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::DESCRIPTION))]
     pub description: Option<String>,
     /// `ENABLE` exempts a documented list of system images (see the README).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_policy_evaluation_mode: Option<GlobalPolicyEvaluationMode>,
-    /// Images matching any pattern are always admitted.
+    /// Images matching any pattern are always admitted (at most 1024 patterns).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::limits::PATTERNS))]
     pub admission_whitelist_patterns: Vec<AdmissionWhitelistPattern>,
     /// Rule used when no namespace or service-account rule applies.
     pub default_admission_rule: AdmissionRule,
-    /// Rules by namespace name; they replace the default rule in that namespace.
+    /// Rules by namespace name (at most 4096); they replace the default rule in that
+    /// namespace.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = super::limits::RULES))]
     pub kubernetes_namespace_admission_rules: BTreeMap<String, AdmissionRule>,
-    /// Rules by `namespace:serviceaccount`; they win over namespace rules.
+    /// Rules by `namespace:serviceaccount` (at most 4096); they win over namespace rules.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = super::limits::RULES))]
     #[x_kube(validation = kube::core::Rule::new(
         "self.all(k, k.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'))"
     ).message("kubernetesServiceAccountAdmissionRules keys must be namespace:serviceaccount"))]
@@ -97,6 +102,7 @@ pub enum Breakglass {
 pub struct AdmissionWhitelistPattern {
     /// Image name pattern: exact, or ending in `*` (within a path segment) or `**` (across
     /// segments), wildcards only after the registry.
+    #[schemars(length(max = super::limits::ARTIFACT_URL))]
     pub name_pattern: String,
 }
 
@@ -113,8 +119,9 @@ pub struct AdmissionRule {
     #[serde(default)]
     pub enforcement_mode: EnforcementMode,
     /// Attestors that must all have vouched for the image's digest (names of Attestors;
-    /// `projects/P/attestors/NAME` is accepted and means `NAME`).
+    /// `projects/P/attestors/NAME` is accepted and means `NAME`); at most 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::limits::REQUIRED_ATTESTORS), inner(length(max = super::limits::ARTIFACT_URL)))]
     pub require_attestations_by: Vec<String>,
 }
 

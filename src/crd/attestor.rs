@@ -38,10 +38,12 @@ use crate::crypto::SignatureAlgorithm;
 pub struct AttestorSpec {
     /// Free-form description of the attestor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::DESCRIPTION))]
     pub description: Option<String>,
-    /// Public keys; an attestation verifies when any one of them verifies a signature.
-    /// With no keys, the attestor never vouches for anything.
+    /// Public keys (at most 32); an attestation verifies when any one of them verifies a
+    /// signature. With no keys, the attestor never vouches for anything.
     #[serde(default)]
+    #[schemars(length(max = super::limits::PUBLIC_KEYS))]
     pub public_keys: Vec<AttestorPublicKey>,
 }
 
@@ -54,13 +56,16 @@ pub struct AttestorSpec {
 pub struct AttestorPublicKey {
     /// Free-form comment about this key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::DESCRIPTION))]
     pub comment: Option<String>,
     /// Key id that signatures name. PGP: leave empty or give the upper-case 40-hex v4 fingerprint
     /// (it is computed). PKIX: an RFC 3986 URI; default `ni:///sha-256;...` of the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::KEY_ID))]
     pub id: Option<String>,
-    /// The whole output of `gpg --armor --export KEY`.
+    /// The whole output of `gpg --armor --export KEY` (at most 128 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::PGP_KEY))]
     pub ascii_armored_pgp_public_key: Option<String>,
     /// A PEM SubjectPublicKeyInfo key with its signature algorithm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,7 +76,8 @@ pub struct AttestorPublicKey {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PkixPublicKey {
-    /// PEM-encoded SubjectPublicKeyInfo (`-----BEGIN PUBLIC KEY-----`).
+    /// PEM-encoded SubjectPublicKeyInfo (`-----BEGIN PUBLIC KEY-----`), at most 16 KiB.
+    #[schemars(length(max = super::limits::PEM_KEY))]
     pub public_key_pem: String,
     /// Algorithm the key signs with; must match the key's type, curve and size.
     pub signature_algorithm: SignatureAlgorithm,

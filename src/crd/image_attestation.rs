@@ -40,18 +40,23 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct ImageAttestationSpec {
     /// The image, by digest: `registry/repository@sha256:<64 hex>`.
+    #[schemars(length(max = super::limits::ARTIFACT_URL))]
     #[x_kube(validation = kube::core::Rule::new(
         "self.matches('^[^@]+@sha256:[0-9a-f]{64}$')"
     ).message("artifactUrl must name the image by digest: registry/repository@sha256:<64 lower-case hex>"))]
     pub artifact_url: String,
     /// Name of the Attestor that vouches for the image.
+    #[schemars(length(max = super::limits::NAME))]
     #[x_kube(validation = kube::core::Rule::new("size(self) > 0").message("attestor must name an Attestor"))]
     pub attestor: String,
-    /// Base64 of the signed payload (`binauthz create-signature-payload` output). Optional for
-    /// attached and clearsigned PGP signatures, which carry the payload themselves.
+    /// Base64 of the signed payload (`binauthz create-signature-payload` output), at most
+    /// 64 KiB of payload (87,384 base64 characters). Optional for attached and clearsigned PGP
+    /// signatures, which carry the payload themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::PAYLOAD))]
     pub serialized_payload: Option<String>,
-    /// Signatures over the payload; any one that verifies suffices.
+    /// Signatures over the payload (at most 16); any one that verifies suffices.
+    #[schemars(length(max = super::limits::SIGNATURES))]
     #[x_kube(validation = kube::core::Rule::new("size(self) > 0").message("signatures must hold at least one signature"))]
     pub signatures: Vec<Signature>,
 }
@@ -61,8 +66,11 @@ pub struct ImageAttestationSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Signature {
     /// Id of the attestor key: PGP fingerprint, or the PKIX key's id.
+    #[schemars(length(max = super::limits::KEY_ID))]
     pub public_key_id: String,
-    /// PGP: armored (or base64 of binary) signature. PKIX: base64 of the signature bytes.
+    /// PGP: armored (or base64 of binary) signature, an attached one with its payload. PKIX:
+    /// base64 of the signature bytes. At most 96 KiB of text.
+    #[schemars(length(max = super::limits::SIGNATURE))]
     pub signature: String,
 }
 

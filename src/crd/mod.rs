@@ -11,6 +11,7 @@ mod attestor;
 pub mod conditions;
 #[allow(clippy::duplicated_attributes)]
 mod image_attestation;
+pub mod limits;
 
 pub use attestation_policy::{
     AdmissionRule, AdmissionWhitelistPattern, AttestationPolicy, AttestationPolicySpec,

@@ -7,5 +7,6 @@
 pub mod cluster;
 pub mod operator;
 pub mod plane;
+pub mod process;
 pub mod signer;
 pub mod tls;

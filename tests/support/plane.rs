@@ -30,6 +30,10 @@ impl Plane {
     }
 
     fn script(&self, target: &str) -> Output {
+        self.script_with(target, "")
+    }
+
+    fn script_with(&self, target: &str, apiserver_args: &str) -> Output {
         Command::new("make")
             .args(["--no-print-directory", target])
             .current_dir(repo_root())
@@ -37,6 +41,7 @@ impl Plane {
             .env("CONTROLPLANE_APISERVER_PORT", self.apiserver_port)
             .env("CONTROLPLANE_ETCD_PORT", self.etcd_port)
             .env("CONTROLPLANE_ETCD_PEER_PORT", self.etcd_peer_port)
+            .env("CONTROLPLANE_APISERVER_ARGS", apiserver_args)
             .env_remove("MAKEFLAGS")
             .env_remove("MFLAGS")
             .env_remove("MAKELEVEL")
@@ -52,6 +57,20 @@ impl Plane {
         assert!(
             out.status.success(),
             "make cluster-up ({}): {}{}",
+            self.state_dir,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
+    /// Start it with extra kube-apiserver flags (stop it first: a running one is reused as it
+    /// is).
+    pub fn up_with(&self, apiserver_args: &str) {
+        install_crypto_provider();
+        let out = self.script_with("cluster-up", apiserver_args);
+        assert!(
+            out.status.success(),
+            "make cluster-up ({}, {apiserver_args}): {}{}",
             self.state_dir,
             text(&out.stdout),
             text(&out.stderr)
