@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
+use support::attack::hold_huge_bodies;
 use support::cluster::{self, kubectl, kubectl_at, kubectl_stdin};
 use support::operator::{admin_get, install_crds, namespace_policy};
 use support::plane::Plane;
@@ -24,7 +25,6 @@ use support::signer::Signer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const TAG: &str = "Expected digest with sha256 scheme, but got tag or malformed digest";
-const BODY: usize = 3 * 1024 * 1024;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -50,50 +50,6 @@ fn connector(ca_pem: &[u8], identity: Option<(&str, &str)>) -> tokio_rustls::Tls
             .unwrap(),
     };
     tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
-/// One attacker: connect, declare a 3 MiB body, send all but its last byte, and hold the
-/// connection until the server gives up on it; then do it again, until `stop`.
-async fn hold_huge_bodies(
-    addr: SocketAddr,
-    tls: tokio_rustls::TlsConnector,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-) {
-    let chunk = vec![b' '; 64 * 1024];
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let name = ServerName::try_from("127.0.0.1").unwrap();
-        let Ok(stream) = tls.connect(name, tcp).await else {
-            continue;
-        };
-        let (mut reader, mut writer) = tokio::io::split(stream);
-        let head = format!(
-            "POST /validate HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {BODY}\r\n\r\n"
-        );
-        if writer.write_all(head.as_bytes()).await.is_err() {
-            continue;
-        }
-        let mut left = BODY - 1;
-        let mut answered = [0u8; 1];
-        while left > 0 && !stop.load(Ordering::Relaxed) {
-            let n = left.min(chunk.len());
-            // The server may stop reading (back-pressure) or answer and close.
-            tokio::select! {
-                written = writer.write_all(&chunk[..n]) => {
-                    if written.is_err() { break; }
-                    left -= n;
-                    sent.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                _ = reader.read(&mut answered) => break,
-            }
-        }
-        // Hold what was sent until the server answers or closes.
-        let _ = tokio::time::timeout(Duration::from_secs(30), reader.read(&mut answered)).await;
-    }
 }
 
 /// 300 clients each holding a 3 MiB body one byte short, for as long as the attack runs,

@@ -36,6 +36,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "../../tests/support/attack.rs"]
+mod attack;
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -221,6 +224,7 @@ fn review(images: &[String], size: usize) -> Vec<u8> {
 /// (CA DER, server configuration).
 fn tls() -> (
     rustls::pki_types::CertificateDer<'static>,
+    Vec<u8>,
     rustls::ServerConfig,
 ) {
     use rustls::pki_types::pem::PemObject as _;
@@ -239,6 +243,7 @@ fn tls() -> (
         .unwrap();
     (
         ca,
+        material.ca_bundle_pem.as_bytes().to_vec(),
         binauthz::webhook::server::server_config(store.resolver(), None).unwrap(),
     )
 }
@@ -247,6 +252,8 @@ fn tls() -> (
 struct Server {
     name: &'static str,
     port: u16,
+    /// binauthz's metrics (the floor has none).
+    metrics: Option<Arc<Metrics>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -266,7 +273,7 @@ fn start_ours(index: Arc<binauthz::index::Index>, tls: Arc<rustls::ServerConfig>
     let router = webhook::router(Arc::new(Webhook::new(
         index,
         metrics.clone(),
-        EventSink::disabled(metrics),
+        EventSink::disabled(metrics.clone()),
     )));
     let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -279,6 +286,7 @@ fn start_ours(index: Arc<binauthz::index::Index>, tls: Arc<rustls::ServerConfig>
     Server {
         name,
         port,
+        metrics: Some(metrics),
         _runtime: runtime,
     }
 }
@@ -328,7 +336,125 @@ fn start_floor(tls: Arc<rustls::ServerConfig>) -> Server {
     Server {
         name,
         port,
+        metrics: None,
         _runtime: runtime,
+    }
+}
+
+/// Resident memory of this process, in bytes.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Attackers in a process of their own (so that their buffers do not count as the server's
+/// memory): `ATTACKERS` clients holding 3 MiB bodies against 127.0.0.1:`port`, until killed.
+fn attack_process(port: u16, ca_pem: &std::path::Path) {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let runtime = runtime("attack");
+    runtime.block_on(async {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let attackers: Vec<_> = (0..ATTACKERS)
+            .map(|_| {
+                tokio::spawn(attack::hold_huge_bodies(
+                    addr,
+                    tls.clone(),
+                    stop.clone(),
+                    sent.clone(),
+                ))
+            })
+            .collect();
+        for attacker in attackers {
+            let _ = attacker.await;
+        }
+    });
+}
+
+/// Slow clients in the attack row.
+const ATTACKERS: usize = 300;
+
+struct UnderAttack {
+    latency: Latency,
+    before: u64,
+    peak: u64,
+    refused: u64,
+}
+
+/// The legitimate load of a phase: `rate` reviews/s of `body` over `connections`, `secs` long.
+struct Load<'a> {
+    body: &'a [u8],
+    connections: usize,
+    rate: f64,
+    secs: f64,
+}
+
+/// Legitimate reviews at a fixed rate against binauthz while [`ATTACKERS`] clients hold 3 MiB
+/// bodies.
+fn under_attack(
+    client: &tokio::runtime::Runtime,
+    server: &Server,
+    connector: &tokio_rustls::TlsConnector,
+    ca_pem: &[u8],
+    load: &Load<'_>,
+) -> UnderAttack {
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), ca_pem).unwrap();
+    let before = resident_bytes();
+    let mut attackers = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--bench", "--attack", &server.port.to_string()])
+        .arg(ca_file.path())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let the attack reach its strength before measuring.
+    std::thread::sleep(Duration::from_secs(2));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(before));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(resident_bytes(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let latency = client.block_on(fixed_rate(
+        server,
+        connector,
+        load.body,
+        load.connections,
+        load.rate,
+        load.secs,
+    ));
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let _ = attackers.kill();
+    let _ = attackers.wait();
+    let refused = server
+        .metrics
+        .as_ref()
+        .map_or(0, |m| m.requests_refused("busy"));
+    UnderAttack {
+        latency,
+        before,
+        peak: peak.load(Ordering::Relaxed),
+        refused,
     }
 }
 
@@ -567,9 +693,18 @@ async fn fixed_rate(
 
 fn main() {
     // `cargo test --all-targets` builds and runs bench targets without `--bench`: build only.
-    if !std::env::args().any(|a| a == "--bench") {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
         eprintln!(
             "a benchmark: run it with `make bench-admission` (cargo bench --bench admission)"
+        );
+        return;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--attack") {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        attack_process(
+            args[at + 1].parse().unwrap(),
+            std::path::Path::new(&args[at + 2]),
         );
         return;
     }
@@ -582,7 +717,7 @@ fn main() {
     let count: usize = env_or("BENCH_ATTESTATIONS", 100_000);
 
     let index = build_index(count);
-    let (ca, server_tls) = tls();
+    let (ca, ca_pem, server_tls) = tls();
     let server_tls = Arc::new(server_tls);
     let ours = start_ours(index, server_tls.clone());
     let floor = start_floor(server_tls);
@@ -673,6 +808,50 @@ fn main() {
         "connections not to or from the two servers: {before} before, {after} after (the admission path opens none)"
     );
     println!("request bodies: {} and {} bytes", small.len(), large.len());
+    let attacked = under_attack(
+        &client,
+        &ours,
+        &connector,
+        &ca_pem,
+        &Load {
+            body: &small,
+            connections,
+            rate,
+            secs,
+        },
+    );
+    println!(
+        "\nunder attack: {ATTACKERS} clients each holding a 3 MiB body one byte short, while {rate} legitimate 3 KiB reviews/s run"
+    );
+    println!(
+        "{:<13} {:>7} {:>8} {:>8} {:>9} {:>8} | {:>14} {:>12} {:>13}",
+        "server",
+        "sent",
+        "p50_us",
+        "p99_us",
+        "p99.9_us",
+        "max_us",
+        "resident_MiB",
+        "peak_MiB",
+        "refused_busy"
+    );
+    println!(
+        "{:<13} {:>7} {:>8} {:>8} {:>9} {:>8} | {:>14} {:>12} {:>13}",
+        ours.name,
+        attacked.latency.sent,
+        attacked.latency.p50,
+        attacked.latency.p99,
+        attacked.latency.p999,
+        attacked.latency.max,
+        attacked.before >> 20,
+        attacked.peak >> 20,
+        attacked.refused
+    );
+    println!(
+        "attack_p99_us={} attack_growth_mib={}",
+        attacked.latency.p99,
+        attacked.peak.saturating_sub(attacked.before) >> 20
+    );
     println!(
         "admission_cpu_ratio={:.2} p99_us={p99_small_ours}",
         ratio("3 KiB")

@@ -4,6 +4,7 @@
 // test failure, so panicking with a message is the right response.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod attack;
 pub mod cluster;
 pub mod operator;
 pub mod plane;
