@@ -17,11 +17,11 @@ use binauthz::crypto::SignatureAlgorithm;
 use binauthz::crypto::pgp::PgpPublicKey;
 use binauthz::crypto::pkix::PkixPublicKey as PkixKey;
 use binauthz::image::{Digest, ImageRef, same_repository};
-use binauthz::index::{Index, IndexState};
 use binauthz::manifests::Manifests;
 use binauthz::metrics::Metrics;
 use binauthz::payload;
 use binauthz::policy::{CompiledPolicy, TrustIndex, Workload, evaluate};
+use binauthz::trust::{Index, TrustState};
 use binauthz::verify::decode_signature;
 use binauthz::webhook::admission::{Answer, review};
 
@@ -289,7 +289,7 @@ pub fn manifests(data: &[u8]) {
 /// A ready webhook index: the two fixed policies, namespaces `default`, `prod` and `dev`, and the
 /// attestor `build` with a fixed PKIX key (no attestation verifies: no secret key is at hand).
 static INDEX: LazyLock<Arc<Index>> = LazyLock::new(|| {
-    let mut state = IndexState::new(Arc::new(Metrics::default()));
+    let mut state = TrustState::new(Arc::new(Metrics::default()));
     state.reset_policies(vec![
         ("platform".into(), Ok(policy_spec(PLATFORM_POLICY))),
         ("prod".into(), Ok(policy_spec(PROD_POLICY))),

@@ -12,8 +12,8 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::index::Index;
-use crate::index::watch::WatchHealth;
+use crate::trust::Index;
+use crate::trust::watch::WatchHealth;
 
 /// Content type of `/metrics` (prometheus-client writes OpenMetrics text).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -67,10 +67,24 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabel {
+    resource: &'static str,
+}
+
 /// Why the webhook refused to read a request (`binauthz_webhook_requests_refused_total`).
 pub const REFUSAL_REASONS: [&str; 3] = ["busy", "slow", "too_large"];
 /// Reasons of the Events the webhook sends (`binauthz_events_dropped_total`).
 pub const EVENT_REASONS: [&str; 2] = ["Denied", "BreakGlass"];
+/// The resources binauthz watches (`binauthz_watches`).
+pub const WATCHED: [&str; 6] = [
+    "attestors",
+    "imageattestations",
+    "attestationpolicies",
+    "namespaces",
+    "secrets",
+    "pods",
+];
 
 /// All binauthz metrics. Counters are pre-created for every label value, so the admission path
 /// touches only atomics.
@@ -83,6 +97,7 @@ pub struct Metrics {
     verification_failed: Counter,
     events_dropped: [Counter<u64, AtomicU64>; 2],
     refused: [Counter<u64, AtomicU64>; 3],
+    watches: [Gauge<i64, std::sync::atomic::AtomicI64>; 6],
 }
 
 impl Default for Metrics {
@@ -153,6 +168,18 @@ impl Metrics {
              (body not received within 10 s), too_large (over 3 MiB)",
             refused_family,
         );
+        let watches_family = Family::<ResourceLabel, Gauge>::default();
+        let watches = WATCHED.map(|resource| {
+            watches_family
+                .get_or_create(&ResourceLabel { resource })
+                .clone()
+        });
+        registry.register(
+            "watches",
+            "Watches of the Kubernetes API open now, by resource (one per resource and replica, \
+             pods only on the leader)",
+            watches_family,
+        );
         Self {
             decisions,
             duration,
@@ -161,7 +188,23 @@ impl Metrics {
             verification_failed,
             events_dropped,
             refused,
+            watches,
         }
+    }
+
+    /// A watch of `resource` (one of [`WATCHED`]) opened (`1`) or closed (`-1`).
+    pub fn watch_opened(&self, resource: &str, by: i64) {
+        if let Some(i) = WATCHED.iter().position(|r| *r == resource) {
+            self.watches[i].inc_by(by);
+        }
+    }
+
+    /// Watches of `resource` open now.
+    pub fn watches(&self, resource: &str) -> i64 {
+        WATCHED
+            .iter()
+            .position(|r| *r == resource)
+            .map_or(0, |i| self.watches[i].get())
     }
 
     /// Count one answered AdmissionReview and how long it took.

@@ -1,12 +1,16 @@
-//! `binauthz run`: every replica follows the serving certificate and serves the admission
-//! webhook; the replica holding the Lease `binauthz-leader` also runs the controller and
-//! keeps the certificate Secret valid. Losing the Lease stops every leader task, so only
-//! one replica ever writes.
+//! `binauthz run`: the one place that wires a replica.
+//!
+//! Every replica runs the trust pipeline (one watch per resource kind, every signature
+//! verified here), follows the serving certificate, sends admission Events, and serves the
+//! admission webhook and the admin endpoints from the pipeline's index. The replica holding the
+//! Lease `binauthz-leader` also runs the controller (status, webhook configuration, allowlists,
+//! continuous validation, all from the same pipeline) and keeps the certificate Secret valid.
+//! Losing the Lease stops every leader task, so only one replica ever writes.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -15,12 +19,19 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::DeserializeGuard;
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
 
+use crate::admin::{self, Admin};
 use crate::cli::RunArgs;
 use crate::controller::{self, WebhookSettings};
 use crate::crd::{AttestationPolicy, Attestor, ImageAttestation};
-use crate::metrics::LeaderMetrics;
+use crate::events::{self, EventSink};
+use crate::metrics::{LeaderMetrics, Metrics};
 use crate::tls::{self, CertStore};
+use crate::trust::TrustState;
+use crate::trust::watch::{self as trust_watch, WatchHealth, WatchOptions};
+use crate::webhook::{self, Webhook};
 
 /// Name of the Lease that elects the leader.
 pub const LEASE_NAME: &str = "binauthz-leader";
@@ -172,50 +183,6 @@ impl RunConfig {
     }
 }
 
-/// What the admission webhook and admin servers get from `run`.
-#[derive(Clone)]
-pub struct Serving {
-    /// API client (read-only use: watches for the trust index).
-    pub client: Client,
-    /// The serving certificate: `certs.resolver()` / `certs.server_config()` for rustls,
-    /// `certs.is_loaded()` for readiness.
-    pub certs: Arc<CertStore>,
-    /// The operator's namespace.
-    pub namespace: String,
-    /// Port of the TLS admission webhook.
-    pub webhook_port: u16,
-    /// Port of the plain-HTTP admin server.
-    pub admin_port: u16,
-    /// Identity of this replica (`reportingInstance` of its Events).
-    pub identity: String,
-    /// The leader's metrics, served by every replica's `/metrics` (empty unless leading).
-    pub leader_metrics: Arc<LeaderMetrics>,
-    /// Roots of the client certificates allowed to call the webhook (all callers when `None`).
-    pub client_roots: Option<rustls::RootCertStore>,
-}
-
-/// Serve admission reviews and the admin endpoints on every replica (trust index watches,
-/// TLS webhook, admin server, Events); returns only when they cannot be served.
-async fn serve_admission(serving: Serving) -> Result<(), RunError> {
-    let tls = crate::webhook::server::server_config(serving.certs.resolver(), serving.client_roots)
-        .map_err(|e| RunError::Webhook(format!("TLS configuration: {e}")))?;
-    let certs = serving.certs.clone();
-    let options = crate::webhook::ServeOptions {
-        // All interfaces: in a cluster the Service reaches the pod IP, probes the admin port.
-        webhook_addr: SocketAddr::from(([0, 0, 0, 0], serving.webhook_port)),
-        admin_addr: SocketAddr::from(([0, 0, 0, 0], serving.admin_port)),
-        tls: Arc::new(tls),
-        tls_loaded: Arc::new(move || certs.is_loaded()),
-        instance: Some(serving.identity),
-        watch: crate::index::watch::WatchOptions::default(),
-        leader_metrics: serving.leader_metrics,
-    };
-    crate::webhook::serve(serving.client, options, |_| {}, std::future::pending())
-        .await
-        .map_err(|e| RunError::Webhook(e.to_string()))?;
-    Err(RunError::Webhook("stopped".to_owned()))
-}
-
 /// Largest `--client-ca-file` read.
 const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 
@@ -282,34 +249,51 @@ async fn check_crds(client: &Client) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The work only the leader does: keep the certificate Secret valid and run the controller.
-async fn lead(
+/// What the leader's tasks need from the replica.
+struct Replica {
     client: Client,
     config: Arc<RunConfig>,
     certs: Arc<CertStore>,
-    metrics: Arc<LeaderMetrics>,
-) {
-    let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
+    trust: Arc<Mutex<TrustState>>,
+    metrics: Arc<Metrics>,
+    leader_metrics: Arc<LeaderMetrics>,
+}
+
+/// The work only the leader does: keep the certificate Secret valid and run the controller.
+async fn lead(replica: Arc<Replica>) {
+    let config = &replica.config;
+    let secrets = Api::<Secret>::namespaced(replica.client.clone(), &config.webhook.namespace);
+    let ctx = Arc::new(controller::Context::new(
+        replica.client.clone(),
+        Arc::new(config.webhook.clone()),
+        replica.certs.clone(),
+        config.identity.clone(),
+        replica.trust.clone(),
+        replica.metrics.clone(),
+        replica.leader_metrics.clone(),
+    ));
     tokio::select! {
         () = tls::maintain_secret(
             secrets,
             config.serving_names.clone(),
             CERT_CHECK_INTERVAL,
-            certs.clone(),
+            replica.certs.clone(),
         ) => {}
-        () = controller::run(
-            client,
-            Arc::new(config.webhook.clone()),
-            certs,
-            config.identity.clone(),
-            config.validation_interval,
-            metrics,
-        ) => {}
+        () = controller::run(ctx, config.validation_interval) => {}
     }
 }
 
-/// Run until `shutdown` resolves: certificate follower and webhook on this replica, the
-/// controller while this replica holds the Lease.
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        RunError::Webhook(format!(
+            "cannot listen on {addr} for the {what}: {e}; pick another port"
+        ))
+    })
+}
+
+/// Run until `shutdown` resolves: the trust pipeline, the certificate follower, the Event
+/// sender, the webhook and admin servers on this replica, and the controller while this
+/// replica holds the Lease.
 pub async fn run(
     config: RunConfig,
     client: Client,
@@ -326,22 +310,94 @@ pub async fn run(
         client_certificates = if client_roots.is_some() { "required" } else { "not required" },
         "namespaces exempt from the webhook (never judged)"
     );
+    // All interfaces: in a cluster the Service reaches the pod IP, probes the admin port.
+    let webhook_listener = bind(
+        SocketAddr::from(([0, 0, 0, 0], config.webhook_port)),
+        "webhook",
+    )
+    .await?;
+    let admin_listener = bind(
+        SocketAddr::from(([0, 0, 0, 0], config.admin_port)),
+        "admin server",
+    )
+    .await?;
     let config = Arc::new(config);
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let leader_metrics = Arc::new(LeaderMetrics::default());
+    leader_metrics.register(&mut registry);
+
+    // The trust pipeline: every watch, every verification, of this replica.
+    let state = TrustState::new(metrics.clone());
+    let index = state.index().clone();
+    let trust = Arc::new(Mutex::new(state));
+    let health = Arc::new(WatchHealth::default());
+    let options = WatchOptions::default();
+    let failing_limit = options.failing_limit;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(trust_watch::run(
+        client.clone(),
+        trust.clone(),
+        metrics.clone(),
+        health.clone(),
+        options,
+    ));
+
     let certs = CertStore::new();
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
-    let follower = tokio::spawn(tls::follow_secret(secrets, certs.clone()));
-    let leader_metrics = Arc::new(LeaderMetrics::default());
-    let mut admission = tokio::spawn(serve_admission(Serving {
-        client: client.clone(),
-        certs: certs.clone(),
-        namespace: config.webhook.namespace.clone(),
-        webhook_port: config.webhook_port,
-        admin_port: config.admin_port,
-        identity: config.identity.clone(),
-        leader_metrics: leader_metrics.clone(),
-        client_roots,
-    }));
+    tasks.spawn(tls::follow_secret(secrets, certs.clone(), metrics.clone()));
 
+    let (sink, queue) =
+        EventSink::channel(metrics.clone(), events::BREAKGLASS_QUEUE, events::QUEUE);
+    tasks.spawn(events::run(
+        client.clone(),
+        Some(config.identity.clone()),
+        queue,
+    ));
+
+    let tls_config = webhook::server::server_config(certs.resolver(), client_roots)
+        .map_err(|e| RunError::Webhook(format!("TLS configuration: {e}")))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // Err: the sender is gone, which also means stop.
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let admin = Arc::new(Admin {
+        index: index.clone(),
+        health,
+        tls_loaded: {
+            let certs = certs.clone();
+            Arc::new(move || certs.is_loaded())
+        },
+        registry: Arc::new(registry),
+        failing_limit,
+    });
+    let mut admin_server = tokio::spawn(admin::serve(
+        admin_listener,
+        admin::router(admin),
+        stopped(stop_rx.clone()),
+    ));
+    let mut webhook_server = tokio::spawn(webhook::server::serve_tls(
+        webhook_listener,
+        Arc::new(tls_config),
+        webhook::router(Arc::new(Webhook::new(index, metrics.clone(), sink))),
+        stopped(stop_rx),
+    ));
+    tracing::info!(
+        webhook = config.webhook_port,
+        admin = config.admin_port,
+        "serving the admission webhook"
+    );
+
+    let replica = Arc::new(Replica {
+        client: client.clone(),
+        config: config.clone(),
+        certs,
+        trust,
+        metrics,
+        leader_metrics: leader_metrics.clone(),
+    });
     let lease = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
         .with_namespace(config.webhook.namespace.clone())
         .with_identity(config.identity.clone())
@@ -362,13 +418,20 @@ pub async fn run(
                 outcome = Err(RunError::LeaderStopped);
                 break;
             }
-            served = &mut admission => {
-                // The webhook only ends when it cannot serve (e.g. its port is taken).
-                outcome = Err(match served {
-                    Ok(Err(error)) => error,
-                    Ok(Ok(())) => RunError::Webhook("stopped".to_owned()),
-                    Err(error) => RunError::Webhook(format!("the task failed: {error}")),
-                });
+            served = &mut webhook_server => {
+                outcome = Err(RunError::Webhook(format!("the webhook server stopped: {served:?}")));
+                break;
+            }
+            served = &mut admin_server => {
+                outcome = Err(RunError::Webhook(match served {
+                    Ok(Err(error)) => format!("admin server: {error}"),
+                    other => format!("the admin server stopped: {other:?}"),
+                }));
+                break;
+            }
+            Some(ended) = tasks.join_next() => {
+                // The watches, the certificate follower and the Event sender run forever.
+                outcome = Err(RunError::Webhook(format!("a replica task ended: {ended:?}")));
                 break;
             }
             changed = leading.changed() => {
@@ -380,12 +443,7 @@ pub async fn run(
                 match (is_leader, leader.take()) {
                     (true, None) => {
                         tracing::info!(identity = %config.identity, "became the leader");
-                        leader = Some(tokio::spawn(lead(
-                            client.clone(),
-                            config.clone(),
-                            certs.clone(),
-                            leader_metrics.clone(),
-                        )));
+                        leader = Some(tokio::spawn(lead(replica.clone())));
                     }
                     (false, Some(task)) => {
                         tracing::warn!(identity = %config.identity, "lost the leadership; stopping the controller");
@@ -401,8 +459,11 @@ pub async fn run(
     if let Some(task) = leader.take() {
         task.abort();
     }
-    follower.abort();
-    admission.abort();
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), &mut webhook_server).await;
+    webhook_server.abort();
+    admin_server.abort();
+    tasks.abort_all();
     // Closing the channel makes the lease task release the Lease, so a standby takes over
     // at once instead of after expiry.
     drop(leading);

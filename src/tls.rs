@@ -526,13 +526,16 @@ impl ResolvesServerCert for CertStore {
 
 /// Every replica: follow the TLS Secret and load each version into the store, forever.
 /// A bad version is logged and the previous certificate kept.
-pub async fn follow_secret(api: Api<Secret>, store: Arc<CertStore>) {
-    let config = watcher::Config::default()
-        .fields(&format!("metadata.name={SECRET_NAME}"))
-        .timeout(240);
+pub async fn follow_secret(
+    api: Api<Secret>,
+    store: Arc<CertStore>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    let config = crate::watcher::config().fields(&format!("metadata.name={SECRET_NAME}"));
+    let _counted = crate::watcher::Counted::open(&metrics, "secrets");
     let mut events = std::pin::pin!(kube::runtime::WatchStreamExt::backoff(
         watcher(api, config),
-        crate::backoff::WatchBackoff::new()
+        crate::watcher::WatchBackoff::new()
     ));
     while let Some(event) = events.next().await {
         match event {
@@ -616,7 +619,7 @@ pub async fn maintain_secret(
     interval: Duration,
     store: Arc<CertStore>,
 ) {
-    let mut failures: u32 = 0;
+    let mut retry = crate::watcher::Retry::up_to(Duration::from_secs(64));
     loop {
         let wait = match ensure_secret(&api, &sans, jiff::Timestamp::now()).await {
             Ok(plan) => {
@@ -627,13 +630,12 @@ pub async fn maintain_secret(
                         "updated the webhook TLS Secret"
                     );
                 }
-                failures = 0;
+                retry.succeeded();
                 interval
             }
             Err(error) => {
-                failures = failures.saturating_add(1);
                 tracing::warn!(%error, "cannot update the webhook TLS Secret; retrying");
-                Duration::from_secs(1u64 << failures.min(6))
+                retry.failed()
             }
         };
         tokio::select! {

@@ -93,6 +93,8 @@ pub struct Verified {
     pub digest: Digest,
     /// The image as named by `spec.artifactUrl`.
     pub image: ImageRef,
+    /// Which of `spec.signatures` verified.
+    pub signature: usize,
 }
 
 /// One key of an attestor, parsed once.
@@ -373,6 +375,7 @@ pub fn verify(
                     key_id,
                     digest,
                     image,
+                    signature: index,
                 });
             }
             Err(failure) => {
@@ -459,19 +462,4 @@ fn verify_one(
         ));
     }
     Ok(loaded.id.clone().unwrap_or_default())
-}
-
-/// A content hash of what a verification depends on (attestation spec and attestor keys), so
-/// every replica can cache results and re-verify only when something changed.
-pub fn cache_key(attestation: &ImageAttestationSpec, attestor: &AttestorSpec) -> [u8; 32] {
-    use sha2::{Digest as _, Sha256};
-    let mut hasher = Sha256::new();
-    // serde_json of our own types cannot fail; an empty string still yields a usable key.
-    hasher.update(serde_json::to_vec(attestation).unwrap_or_default());
-    hasher.update([0]);
-    hasher.update(serde_json::to_vec(attestor).unwrap_or_default());
-    let out = hasher.finalize();
-    let mut key = [0u8; 32];
-    key.copy_from_slice(&out);
-    key
 }

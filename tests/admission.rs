@@ -12,10 +12,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use binauthz::admin::{self, Admin};
 use binauthz::crd::AttestationPolicySpec;
-use binauthz::index::watch::WatchHealth;
-use binauthz::index::{Index, IndexState, Job};
+use binauthz::events::{EventQueue, EventSink, NoticeReason};
 use binauthz::metrics::{AdmissionResult, Metrics};
-use binauthz::webhook::events::{EventQueue, EventSink, NoticeReason};
+use binauthz::trust::watch::WatchHealth;
+use binauthz::trust::{Index, Job, TrustState};
 use binauthz::webhook::{self, Webhook};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -61,7 +61,7 @@ fn policy() -> AttestationPolicySpec {
     .unwrap()
 }
 
-fn run_jobs(state: &mut IndexState, jobs: Vec<Job>) {
+fn run_jobs(state: &mut TrustState, jobs: Vec<Job>) {
     for job in jobs {
         let outcome = job.run(jiff::Timestamp::now());
         state.complete(&job, outcome);
@@ -79,7 +79,7 @@ struct Harness {
 fn harness() -> Harness {
     let signer = Signer::new();
     let metrics = Arc::new(Metrics::default());
-    let mut state = IndexState::new(metrics.clone());
+    let mut state = TrustState::new(metrics.clone());
     state.reset_policies(vec![("main".into(), Ok(policy()))]);
     state.reset_namespaces(
         [
@@ -774,7 +774,7 @@ async fn deeply_nested_json_is_refused_without_a_crash() {
 #[tokio::test]
 async fn a_cold_index_answers_503_instead_of_guessing() {
     let metrics = Arc::new(Metrics::default());
-    let mut state = IndexState::new(metrics.clone());
+    let mut state = TrustState::new(metrics.clone());
     state.reset_policies(vec![("main".into(), Ok(policy()))]);
     let router = webhook::router(Arc::new(Webhook::new(
         state.index().clone(),
@@ -825,7 +825,7 @@ async fn get_text(router: &Router, path: &str) -> (StatusCode, String) {
 async fn admin_reports_readiness_liveness_and_metrics() {
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
-    let mut state = IndexState::new(metrics.clone());
+    let mut state = TrustState::new(metrics.clone());
     let tls = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let health = Arc::new(WatchHealth::running());
     let admin_router = admin::router(Arc::new(Admin {

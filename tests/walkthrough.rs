@@ -407,9 +407,9 @@ fn walkthrough() {
 /// server refuses the pod and shows the webhook's reason.
 #[test]
 fn a_cold_index_fails_closed_through_the_api_server() {
-    use binauthz::index::IndexState;
+    use binauthz::events::EventSink;
     use binauthz::metrics::Metrics;
-    use binauthz::webhook::events::EventSink;
+    use binauthz::trust::TrustState;
     use std::sync::Arc;
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -418,7 +418,7 @@ fn a_cold_index_fails_closed_through_the_api_server() {
     let ca_pem = material.ca_bundle_pem;
     let metrics = Arc::new(Metrics::default());
     // Policies listed, everything else still waiting.
-    let mut state = IndexState::new(metrics.clone());
+    let mut state = TrustState::new(metrics.clone());
     state.reset_policies(Vec::new());
     let router = binauthz::webhook::router(Arc::new(binauthz::webhook::Webhook::new(
         state.index().clone(),

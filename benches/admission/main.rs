@@ -26,9 +26,9 @@ use binauthz::crd::{
     Signature,
 };
 use binauthz::crypto::SignatureAlgorithm;
-use binauthz::index::IndexState;
+use binauthz::events::EventSink;
 use binauthz::metrics::Metrics;
-use binauthz::webhook::events::EventSink;
+use binauthz::trust::TrustState;
 use binauthz::webhook::{self, Webhook};
 use http_body_util::BodyExt as _;
 use hyper::body::Bytes;
@@ -60,7 +60,7 @@ fn image(n: usize) -> String {
 }
 
 /// A warm index: one attestor, one policy requiring it, `count` verified attestations.
-fn build_index(count: usize) -> Arc<binauthz::index::Index> {
+fn build_index(count: usize) -> Arc<binauthz::trust::Index> {
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let public_pem = pair.public_key_pem();
     let private_pem = pair.serialize_pem();
@@ -73,7 +73,7 @@ fn build_index(count: usize) -> Arc<binauthz::index::Index> {
     .id()
     .to_owned();
     let metrics = Arc::new(Metrics::default());
-    let mut state = IndexState::new(metrics);
+    let mut state = TrustState::new(metrics);
     let policy: AttestationPolicySpec = serde_json::from_value(json!({
         "defaultAdmissionRule": {
             "evaluationMode": "REQUIRE_ATTESTATION",
@@ -266,7 +266,7 @@ fn runtime(name: &'static str) -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn start_ours(index: Arc<binauthz::index::Index>, tls: Arc<rustls::ServerConfig>) -> Server {
+fn start_ours(index: Arc<binauthz::trust::Index>, tls: Arc<rustls::ServerConfig>) -> Server {
     let name = "srv-binauthz";
     let runtime = runtime(name);
     let metrics = Arc::new(Metrics::default());

@@ -1,20 +1,20 @@
 //! Allowlist ConfigMaps: per policy, `binauthz-allowlist-<policy>` in the operator namespace,
 //! with the compiled allowlist patterns under `patterns` and, per required attestor, the
-//! digests it has verified attestations for. Written for operators and auditors to read;
-//! admission never reads it.
+//! digests it has verified attestations for (from the trust index, never from status).
+//! Written for operators and auditors to read; admission never reads it. ConfigMaps whose
+//! policy is gone are deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{ObjectMeta, Patch, PatchParams};
-use kube::core::DeserializeGuard;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Resource as _, ResourceExt as _};
 use sha2::Digest as _;
 
 use super::{Context, Error, MANAGED_BY_LABEL, bounded};
-use crate::crd::conditions::{self, VERIFIED};
-use crate::crd::{AttestationPolicy, FIELD_MANAGER, ImageAttestation};
+use crate::crd::{AttestationPolicy, FIELD_MANAGER};
+use crate::policy::TrustIndex;
 
 /// Label naming the policy an allowlist ConfigMap belongs to.
 pub const POLICY_LABEL: &str = "binauthz.dev/policy";
@@ -50,41 +50,15 @@ pub fn attestor_key(attestor: &str) -> String {
     }
 }
 
-/// Digests with a verified attestation, per attestor, for the given attestors: attestations
-/// whose `Verified` condition the controller set true for their current generation.
-pub fn verified_digests<'a>(
-    attestations: impl IntoIterator<Item = &'a DeserializeGuard<ImageAttestation>>,
+/// The digests each of `attestors` vouches for with a verified attestation, sorted.
+pub fn verified_digests(
+    trust: &TrustIndex,
     attestors: &BTreeSet<String>,
 ) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = attestors
+    attestors
         .iter()
-        .map(|a| (a.clone(), BTreeSet::new()))
-        .collect();
-    for attestation in attestations {
-        let Ok(attestation) = &attestation.0 else {
-            continue;
-        };
-        let Some(digests) = out.get_mut(&attestation.spec.attestor) else {
-            continue;
-        };
-        let Some(status) = &attestation.status else {
-            continue;
-        };
-        let current = attestation.metadata.generation;
-        let verified = conditions::find(&status.conditions, VERIFIED)
-            .is_some_and(|c| c.status == conditions::TRUE && c.observed_generation == current);
-        if verified
-            && status.observed_generation == current
-            && let Some(digest) = &status.digest
-            && attestation
-                .spec
-                .artifact_url
-                .ends_with(&format!("@{digest}"))
-        {
-            digests.insert(digest.clone());
-        }
-    }
-    out
+        .map(|a| (a.clone(), trust.attested_digests(a).into_iter().collect()))
+        .collect()
 }
 
 /// The data of a policy's allowlist ConfigMap.
@@ -147,25 +121,25 @@ pub fn label_value(policy: &str) -> String {
     format!("{}-{hash}", policy[..54].trim_end_matches(['-', '.']))
 }
 
-/// The allowlist ConfigMap of a policy, as applied.
+/// The allowlist ConfigMap of the policy `name` (with `uid`), as applied.
 pub fn config_map(
     namespace: &str,
-    policy: &AttestationPolicy,
+    name: &str,
+    uid: Option<&str>,
     data: BTreeMap<String, String>,
 ) -> ConfigMap {
-    let name = policy.name_any();
-    let owner = policy.uid().map(|uid| OwnerReference {
+    let owner = uid.map(|uid| OwnerReference {
         api_version: AttestationPolicy::api_version(&()).into_owned(),
         kind: AttestationPolicy::kind(&()).into_owned(),
-        name: name.clone(),
-        uid,
+        name: name.to_owned(),
+        uid: uid.to_owned(),
         ..OwnerReference::default()
     });
     ConfigMap {
         metadata: ObjectMeta {
-            name: Some(config_map_name(&name)),
+            name: Some(config_map_name(name)),
             namespace: Some(namespace.to_owned()),
-            labels: Some(labels(&name)),
+            labels: Some(labels(name)),
             owner_references: owner.map(|o| vec![o]),
             ..ObjectMeta::default()
         },
@@ -196,58 +170,44 @@ pub async fn apply(ctx: &Context, desired: &ConfigMap) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// Delete the allowlist ConfigMaps of policies not in `live` (their policy is gone).
+pub async fn collect(ctx: &Context, live: &BTreeSet<String>) -> Result<(), Error> {
+    let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    let selector = format!(
+        "{MANAGED_BY_LABEL}={},{POLICY_LABEL}",
+        super::CONTROLLER_NAME
+    );
+    let existing = bounded(api.list(&ListParams::default().labels(&selector))).await?;
+    let live: BTreeSet<String> = live.iter().map(|p| config_map_name(p)).collect();
+    for config_map in existing {
+        let name = config_map.name_any();
+        if live.contains(&name) {
+            continue;
+        }
+        bounded(api.delete(&name, &DeleteParams::default())).await?;
+        tracing::info!(config_map = %name, "deleted the allowlist of a deleted policy");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{ImageAttestationSpec, ImageAttestationStatus};
 
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
-    fn attestation(
-        attestor: &str,
-        digest: &str,
-        verified: bool,
-        generation: i64,
-        observed: i64,
-    ) -> DeserializeGuard<ImageAttestation> {
-        let mut a = ImageAttestation::new(
-            "x",
-            ImageAttestationSpec {
-                artifact_url: format!("registry.example/app@{digest}"),
-                attestor: attestor.into(),
-                ..ImageAttestationSpec::default()
-            },
-        );
-        a.metadata.generation = Some(generation);
-        a.status = Some(ImageAttestationStatus {
-            observed_generation: Some(observed),
-            conditions: vec![conditions::new(
-                VERIFIED,
-                verified,
-                "r",
-                "m",
-                Some(observed),
-                jiff::Timestamp::UNIX_EPOCH,
-            )],
-            verified_key_id: None,
-            digest: verified.then(|| digest.to_owned()),
-        });
-        DeserializeGuard(Ok(a))
-    }
-
     #[test]
-    fn only_current_verified_attestations_of_required_attestors_count() {
-        let all = [
-            attestation("qa", D1, true, 1, 1),
-            attestation("qa", D1, true, 2, 2),
-            attestation("qa", D2, false, 1, 1),
-            attestation("qa", D2, true, 3, 2),
-            attestation("other", D2, true, 1, 1),
-        ];
+    fn verified_digests_come_from_the_trust_index() {
+        let mut trust = TrustIndex::new();
+        let d1 = crate::image::Digest::parse(D1).unwrap();
+        let d2 = crate::image::Digest::parse(D2).unwrap();
+        trust.insert("qa", &d1, "ns/a").unwrap();
+        trust.insert("qa", &d2, "ns/b").unwrap();
+        trust.insert("other", &d2, "ns/c").unwrap();
         let required = BTreeSet::from(["qa".to_owned(), "build".to_owned()]);
-        let got = verified_digests(&all, &required);
-        assert_eq!(got["qa"], BTreeSet::from([D1.to_owned()]));
+        let got = verified_digests(&trust, &required);
+        assert_eq!(got["qa"], BTreeSet::from([D1.to_owned(), D2.to_owned()]));
         assert!(got["build"].is_empty());
         assert!(!got.contains_key("other"));
     }

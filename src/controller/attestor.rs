@@ -1,16 +1,8 @@
-//! Attestor reconciler: parse every key, report per-key facts, `Ready` and `KeyExpiringSoon`.
+//! The status of an Attestor, from its parsed keys: per-key facts, `Ready` and
+//! `KeyExpiringSoon`, and the Events and metrics a status calls for.
 
-use std::sync::Arc;
-
-use kube::core::DeserializeGuard;
-use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt as _};
-
-use super::{Context, Error, REVERIFY_INTERVAL, status};
 use crate::crd::conditions::{self, KEY_EXPIRING_SOON, READY};
-use crate::crd::{Attestor, AttestorStatus, KeyStatus};
+use crate::crd::{AttestorStatus, KeyStatus};
 use crate::verify::AttestorKeys;
 
 /// Ready reason: every key parses and at least one can verify signatures.
@@ -216,56 +208,6 @@ pub fn key_expiries(reports: &[KeyReport]) -> Vec<(String, i64)> {
             Some((key, at))
         })
         .collect()
-}
-
-/// Reconcile one Attestor.
-pub async fn reconcile(
-    object: Arc<DeserializeGuard<Attestor>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let attestor = match &object.0 {
-        Ok(attestor) => attestor,
-        Err(_) => {
-            ctx.report_invalid(&*object).await;
-            return Ok(Action::await_change());
-        }
-    };
-    let name = attestor.name_any();
-    let now = super::now();
-    let keys = AttestorKeys::load(&name, &attestor.spec);
-    let reports = key_reports(&keys, now);
-    ctx.metrics.set_key_expiry(&name, &key_expiries(&reports));
-    // Deleted attestors are not reconciled: drop their keys here.
-    ctx.metrics
-        .retain_attestors(|a| ctx.attestor_objects.get(&ObjectRef::new(a)).is_some());
-    let status = build_status(
-        &reports,
-        attestor.metadata.generation,
-        attestor.status.as_ref(),
-        now,
-    );
-    if differs(attestor.status.as_ref(), &status) {
-        let api = Api::<DeserializeGuard<Attestor>>::all(ctx.client.clone());
-        status::apply(&api, &name, &status).await?;
-        tracing::info!(
-            attestor = %name,
-            ready = conditions::is_true(&status.conditions, READY),
-            usable_keys = status.usable_keys,
-            "attestor status updated"
-        );
-        for (reason, note) in problems(&status) {
-            ctx.publish(attestor, EventType::Warning, reason, note)
-                .await;
-        }
-    }
-    ctx.backoff.reset(&super::backoff_key(&*object));
-    // A key that does not parse stays broken until the spec changes; otherwise come back
-    // now and then, as keys expire with time.
-    if reports.iter().any(|r| !r.parsed) {
-        Ok(Action::await_change())
-    } else {
-        Ok(Action::requeue(REVERIFY_INTERVAL))
-    }
 }
 
 #[cfg(test)]

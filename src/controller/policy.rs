@@ -1,20 +1,14 @@
-//! AttestationPolicy reconciler: `Ready` when every required attestor exists and is Ready and
-//! every allowlist pattern is valid; the compiled allowlist; the allowlist ConfigMap.
+//! The status of an AttestationPolicy: `Ready` when every required attestor exists and has a
+//! usable key and every allowlist pattern is valid; the compiled allowlist; how many digests
+//! each required attestor vouches for.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use kube::core::DeserializeGuard;
-use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt as _};
-
-use super::{Context, Error, POLICY_RESYNC_INTERVAL, allowlist, bounded, status};
+use super::attestor;
 use crate::crd::conditions::{self, READY};
-use crate::crd::{
-    AttestationPolicy, AttestationPolicySpec, AttestationPolicyStatus, Attestor,
-    RequiredAttestorAllowlist,
-};
-use crate::policy::{CompiledPolicy, attestor_name};
+use crate::crd::{AttestationPolicyStatus, RequiredAttestorAllowlist};
+use crate::policy::CompiledPolicy;
+use crate::verify::AttestorKeys;
 
 /// Ready reason: every required attestor is Ready and every pattern valid.
 pub const REASON_READY: &str = "AttestorsReady";
@@ -27,44 +21,28 @@ pub const REASON_INVALID_PATTERN: &str = "InvalidPattern";
 /// Ready reason: another part of the policy is invalid (e.g. its namespaceSelector).
 pub const REASON_INVALID_POLICY: &str = "InvalidPolicy";
 
-/// Every attestor any rule of the policy requires (`projects/P/attestors/NAME` means `NAME`).
-pub fn required_attestors(spec: &AttestationPolicySpec) -> BTreeSet<String> {
-    std::iter::once(&spec.default_admission_rule)
-        .chain(spec.kubernetes_namespace_admission_rules.values())
-        .chain(spec.kubernetes_service_account_admission_rules.values())
-        .flat_map(|rule| rule.require_attestations_by.iter())
-        .map(|written| attestor_name(written).to_owned())
-        .collect()
-}
-
-/// What the policy reconciler found out about one required attestor.
+/// What the policy's status says of one required attestor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AttestorState {
-    /// No Attestor of that name.
+    /// No Attestor of that name (or it cannot be read).
     Missing,
-    /// It exists but is not Ready (reason of its Ready condition, or why it cannot be read).
+    /// It exists but is not Ready (the reason its own Ready condition gives).
     NotReady(String),
     /// It is Ready.
     Ready,
 }
 
-/// The state of an attestor object as the policy sees it.
-pub fn attestor_state(object: Option<&DeserializeGuard<Attestor>>) -> AttestorState {
-    let Some(object) = object else {
+/// The state of a required attestor, from its keys as the trust pipeline parsed them (never
+/// from its status).
+pub fn attestor_state(keys: Option<&AttestorKeys>, now: jiff::Timestamp) -> AttestorState {
+    let Some(keys) = keys else {
         return AttestorState::Missing;
     };
-    let Ok(attestor) = &object.0 else {
-        return AttestorState::NotReady("InvalidObject".to_owned());
-    };
-    let ready = attestor.status.as_ref().and_then(|s| {
-        let c = conditions::find(&s.conditions, READY)?;
-        // A Ready condition about an older spec says nothing about this one.
-        (c.observed_generation == attestor.metadata.generation).then_some(c)
-    });
-    match ready {
+    let status = attestor::build_status(&attestor::key_reports(keys, now), None, None, now);
+    match conditions::find(&status.conditions, READY) {
         Some(c) if c.status == conditions::TRUE => AttestorState::Ready,
         Some(c) => AttestorState::NotReady(c.reason.clone()),
-        None => AttestorState::NotReady("NotYetReconciled".to_owned()),
+        None => AttestorState::NotReady("Unknown".to_owned()),
     }
 }
 
@@ -79,9 +57,8 @@ pub struct CompiledAllowlist {
     pub problems: Vec<String>,
 }
 
-/// Compile a policy with the policy engine, as the webhook does.
-pub fn compile_allowlist(name: &str, spec: &AttestationPolicySpec) -> CompiledAllowlist {
-    let compiled = CompiledPolicy::compile(name, spec);
+/// What a compiled policy says of its allowlist and problems.
+pub fn compiled_allowlist(compiled: &CompiledPolicy) -> CompiledAllowlist {
     CompiledAllowlist {
         patterns: compiled.allowlist().to_vec(),
         invalid: compiled
@@ -93,6 +70,9 @@ pub fn compile_allowlist(name: &str, spec: &AttestationPolicySpec) -> CompiledAl
             .problems()
             .iter()
             .map(ToString::to_string)
+            .chain(compiled.unreadable_reason().map(|e| {
+                format!("the policy cannot be read ({e}); it denies every image until fixed")
+            }))
             .collect(),
     }
 }
@@ -102,7 +82,7 @@ pub fn compile_allowlist(name: &str, spec: &AttestationPolicySpec) -> CompiledAl
 pub fn build_status(
     attestors: &BTreeMap<String, AttestorState>,
     allowlist: &CompiledAllowlist,
-    digests: &BTreeMap<String, BTreeSet<String>>,
+    digests: &BTreeMap<String, usize>,
     generation: Option<i64>,
     current: Option<&AttestationPolicyStatus>,
     now: jiff::Timestamp,
@@ -167,9 +147,9 @@ pub fn build_status(
         invalid_patterns: allowlist.invalid.clone(),
         required_attestors: digests
             .iter()
-            .map(|(attestor, d)| RequiredAttestorAllowlist {
+            .map(|(attestor, count)| RequiredAttestorAllowlist {
                 attestor: attestor.clone(),
-                verified_digests: i32::try_from(d.len()).unwrap_or(i32::MAX),
+                verified_digests: i32::try_from(*count).unwrap_or(i32::MAX),
             })
             .collect(),
         violation_count: None,
@@ -195,8 +175,8 @@ pub fn differs(current: Option<&AttestationPolicyStatus>, new: &AttestationPolic
     })
 }
 
-/// The status fields this reconciler applies (so fields of other writers stay theirs).
-fn owned_fields(status: &AttestationPolicyStatus) -> serde_json::Value {
+/// The status fields the policy writer applies (so continuous validation's stay its own).
+pub fn owned_fields(status: &AttestationPolicyStatus) -> serde_json::Value {
     let mut value = serde_json::to_value(status).unwrap_or_default();
     if let Some(fields) = value.as_object_mut() {
         fields.remove("violationCount");
@@ -205,65 +185,17 @@ fn owned_fields(status: &AttestationPolicyStatus) -> serde_json::Value {
     value
 }
 
-/// Reconcile one AttestationPolicy.
-pub async fn reconcile(
-    object: Arc<DeserializeGuard<AttestationPolicy>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let policy = match &object.0 {
-        Ok(policy) => policy,
-        Err(_) => {
-            ctx.report_invalid(&*object).await;
-            return Ok(Action::await_change());
-        }
-    };
-    let name = policy.name_any();
-    let required = required_attestors(&policy.spec);
-    let attestor_api = Api::<DeserializeGuard<Attestor>>::all(ctx.client.clone());
-    let mut attestors = BTreeMap::new();
-    for attestor in &required {
-        let object = bounded(attestor_api.get_opt(attestor)).await?;
-        attestors.insert(attestor.clone(), attestor_state(object.as_ref()));
-    }
-    let compiled = compile_allowlist(&name, &policy.spec);
-    let store = ctx.attestations.state();
-    let digests = allowlist::verified_digests(store.iter().map(|a| &**a), &required);
-    let now = super::now();
-    let status = build_status(
-        &attestors,
-        &compiled,
-        &digests,
-        policy.metadata.generation,
-        policy.status.as_ref(),
-        now,
-    );
-    if differs(policy.status.as_ref(), &status) {
-        let api = Api::<DeserializeGuard<AttestationPolicy>>::all(ctx.client.clone());
-        status::apply(&api, &name, &owned_fields(&status)).await?;
-        tracing::info!(
-            policy = %name,
-            ready = conditions::is_true(&status.conditions, READY),
-            "policy status updated"
-        );
-    }
-    let config_map = allowlist::config_map(
-        &ctx.settings.namespace,
-        policy,
-        allowlist::data(&compiled.patterns, &digests),
-    );
-    if allowlist::apply(&ctx, &config_map).await? {
-        tracing::info!(policy = %name, config_map = config_map.name_any(), "allowlist updated");
-    }
-    ctx.backoff.reset(&super::backoff_key(&*object));
-    Ok(Action::requeue(POLICY_RESYNC_INTERVAL))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::{
-        AdmissionRule, AdmissionWhitelistPattern, AttestorSpec, AttestorStatus, EvaluationMode,
+        AdmissionRule, AdmissionWhitelistPattern, AttestationPolicySpec, AttestorPublicKey,
+        AttestorSpec, EvaluationMode, PkixPublicKey,
     };
+
+    fn compile_allowlist(name: &str, spec: &AttestationPolicySpec) -> CompiledAllowlist {
+        compiled_allowlist(&CompiledPolicy::compile(name, spec))
+    }
 
     fn rule(by: &[&str]) -> AdmissionRule {
         AdmissionRule {
@@ -297,55 +229,60 @@ mod tests {
 
     #[test]
     fn required_attestors_from_every_rule_by_short_name() {
-        assert_eq!(attestor_name("projects/p/attestors/build"), "build");
-        assert_eq!(attestor_name("build"), "build");
-        let got: Vec<String> = required_attestors(&spec()).into_iter().collect();
+        let got: Vec<String> = CompiledPolicy::compile("p", &spec())
+            .required_attestors()
+            .iter()
+            .cloned()
+            .collect();
         assert_eq!(got, ["build", "qa", "release"]);
     }
 
-    fn attestor(ready: Option<bool>, generation: i64, observed: i64) -> DeserializeGuard<Attestor> {
-        let mut a = Attestor::new("a", AttestorSpec::default());
-        a.metadata.generation = Some(generation);
-        a.status = ready.map(|r| AttestorStatus {
-            conditions: vec![conditions::new(
-                READY,
-                r,
-                if r { "KeysReady" } else { "NoUsableKey" },
-                "m",
-                Some(observed),
-                now(),
-            )],
-            ..AttestorStatus::default()
-        });
-        DeserializeGuard(Ok(a))
-    }
-
     #[test]
-    fn attestor_state_reads_ready_of_the_current_generation() {
-        assert_eq!(attestor_state(None), AttestorState::Missing);
+    fn attestor_state_comes_from_its_keys() {
+        assert_eq!(attestor_state(None, now()), AttestorState::Missing);
+        let no_keys = AttestorKeys::load("a", &AttestorSpec::default());
         assert_eq!(
-            attestor_state(Some(&attestor(Some(true), 2, 2))),
-            AttestorState::Ready
-        );
-        assert_eq!(
-            attestor_state(Some(&attestor(Some(false), 2, 2))),
+            attestor_state(Some(&no_keys), now()),
             AttestorState::NotReady("NoUsableKey".into())
         );
-        assert_eq!(
-            attestor_state(Some(&attestor(Some(true), 3, 2))),
-            AttestorState::NotReady("NotYetReconciled".into())
+        let broken = AttestorKeys::load(
+            "a",
+            &AttestorSpec {
+                public_keys: vec![AttestorPublicKey {
+                    pkix_public_key: Some(PkixPublicKey {
+                        public_key_pem: "not a key".into(),
+                        signature_algorithm: crate::crypto::SignatureAlgorithm::Ed25519,
+                    }),
+                    ..AttestorPublicKey::default()
+                }],
+                ..AttestorSpec::default()
+            },
         );
         assert_eq!(
-            attestor_state(Some(&attestor(None, 1, 1))),
-            AttestorState::NotReady("NotYetReconciled".into())
+            attestor_state(Some(&broken), now()),
+            AttestorState::NotReady("InvalidKey".into())
         );
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let good = AttestorKeys::load(
+            "a",
+            &AttestorSpec {
+                public_keys: vec![AttestorPublicKey {
+                    pkix_public_key: Some(PkixPublicKey {
+                        public_key_pem: pair.public_key_pem(),
+                        signature_algorithm: crate::crypto::SignatureAlgorithm::Ed25519,
+                    }),
+                    ..AttestorPublicKey::default()
+                }],
+                ..AttestorSpec::default()
+            },
+        );
+        assert_eq!(attestor_state(Some(&good), now()), AttestorState::Ready);
     }
 
     #[test]
     fn ready_only_when_every_attestor_is_ready() {
         let compiled = compile_allowlist("p", &spec());
-        let digests =
-            BTreeMap::from([("build".to_owned(), BTreeSet::from(["sha256:aa".to_owned()]))]);
+        let digests = BTreeMap::from([("build".to_owned(), 1)]);
         let all_ready = BTreeMap::from([
             ("build".to_owned(), AttestorState::Ready),
             ("qa".to_owned(), AttestorState::Ready),

@@ -1,49 +1,45 @@
 //! Continuous validation (leader only): running pods are judged again with the admission
-//! engine (`policy::evaluate`), periodically and soon after a policy or the trust changes.
-//! Pods are never killed: violations are reported in each policy's status
-//! (`violationCount`, `violations`), as `PolicyViolation` Events on the pod, and in the logs.
+//! engine, periodically and soon after policies, namespaces or trust change. Pods are never
+//! killed: violations are reported in each policy's status (`violationCount`, `violations`),
+//! as `PolicyViolation` Events on the pod, and in the logs.
 //!
-//! Trust comes from the attestation reconciler's own verification results
-//! ([`VerifiedAttestations`](super::verified::VerifiedAttestations)), never from `status`.
-//! Pods and namespaces are watched with everything stripped but what the policy reads
-//! ([`pod`]), so a cached pod costs a few hundred bytes; the decisions and the report are pure
-//! ([`report`]).
+//! Every decision comes from the replica's one entry point, [`Index::decide`](crate::trust::Index::decide):
+//! the same policies, namespaces and verified trust the webhook answers from, never `status`.
+//! Pods are watched with everything stripped but what the policy reads ([`pod`]), so a cached
+//! pod costs a few hundred bytes; the report is pure ([`report`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt as _, StreamExt as _};
-use k8s_openapi::api::core::v1::Namespace;
+use futures::StreamExt as _;
+use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::core::DeserializeGuard;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
-use kube::{Api, Resource as _, ResourceExt as _};
 use tokio::time::Instant;
 
-use super::image_attestation::attestation_key;
 use super::{Context, bounded, status};
-use crate::backoff::WatchBackoff;
-use crate::crd::{AttestationPolicy, ImageAttestation};
-use crate::policy::CompiledPolicy;
+use crate::crd::AttestationPolicy;
+use crate::watcher::{Counted, Retry, WatchBackoff};
 
 pub mod pod;
 pub mod report;
 
-pub use pod::{RunningPod, strip_namespace, strip_pod};
+pub use pod::{RunningPod, strip_pod};
 pub use report::{
-    Inputs, MAX_LISTED_VIOLATIONS, PodEvent, PodKey, PolicyFindings, Violations, differs,
-    judge_pods, judge_workload, status_fields,
+    MAX_LISTED_VIOLATIONS, PodEvent, PodKey, PolicyFindings, Violations, differs, findings,
+    judge_pods, status_fields,
 };
 
 /// Field manager of the violation fields of a policy's status. It must differ from the
-/// policy reconciler's (`binauthz`): server-side apply removes the fields a manager owned
-/// and no longer sends, and the policy reconciler's applies leave these fields out, so with
-/// one manager every policy reconcile would delete the violations.
+/// status writer's (`binauthz`): server-side apply removes the fields a manager owned and no
+/// longer sends, and the status writer's applies leave these fields out, so with one manager
+/// every policy status write would delete the violations.
 pub const FIELD_MANAGER: &str = "binauthz-validation";
 /// Reason of the Event on a pod that violates a policy.
 pub const REASON_POLICY_VIOLATION: &str = "PolicyViolation";
@@ -51,12 +47,6 @@ pub const REASON_POLICY_VIOLATION: &str = "PolicyViolation";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
 /// Changes are collected this long before pods are judged again.
 pub const DEBOUNCE: Duration = Duration::from_secs(2);
-/// The first pass waits at most this long for every attestation to have been verified.
-const WARMUP_LIMIT: Duration = Duration::from_secs(120);
-/// A status that could not be written is tried again after this long.
-const RETRY: Duration = Duration::from_secs(30);
-/// Longest Event note the API server accepts.
-const EVENT_NOTE_LIMIT: usize = 1024;
 /// Events published at once.
 const EVENT_CONCURRENCY: usize = 8;
 /// Pods that have finished do not run anything; the watch drops them when they finish.
@@ -81,47 +71,6 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(interval)
-}
-
-/// An Event note cut to what the API server accepts, on a character boundary.
-fn note(message: &str) -> String {
-    if message.len() <= EVENT_NOTE_LIMIT {
-        return message.to_owned();
-    }
-    let mut end = EVENT_NOTE_LIMIT - 3;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &message[..end])
-}
-
-/// Which policies changed in a way that changes decisions (spec, not status).
-#[derive(Debug, Default)]
-pub struct PolicyGenerations {
-    seen: HashMap<String, Option<i64>>,
-}
-
-impl PolicyGenerations {
-    /// Note a watch event; true when a policy appeared, went, or got a new spec.
-    pub fn changed(&mut self, event: &watcher::Event<DeserializeGuard<AttestationPolicy>>) -> bool {
-        match event {
-            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                let generation = p.meta().generation;
-                self.seen.insert(p.name_any(), generation) != Some(generation)
-                    && matches!(event, watcher::Event::Apply(_))
-            }
-            watcher::Event::Delete(p) => {
-                self.seen.remove(&p.name_any());
-                true
-            }
-            watcher::Event::Init => {
-                // A re-list: what it does not list again is gone.
-                self.seen.clear();
-                false
-            }
-            watcher::Event::InitDone => true,
-        }
-    }
 }
 
 /// When the next pass runs and what it covers.
@@ -150,107 +99,24 @@ impl Schedule {
     }
 }
 
-/// Which watches have listed everything once.
-#[derive(Debug, Default)]
-struct Synced {
-    pods: bool,
-    namespaces: bool,
-    policies: bool,
-}
-
-/// The leader's continuous validation: its caches and state.
+/// The leader's continuous validation: its pods and what it found.
 struct Validator {
     ctx: Arc<Context>,
     pods: Store<RunningPod>,
-    namespaces: Store<PartialObjectMeta<Namespace>>,
-    policies: Store<DeserializeGuard<AttestationPolicy>>,
+    pods_synced: bool,
     violations: Violations,
-    synced: Synced,
-    started: Instant,
 }
 
 impl Validator {
-    /// Whether every cache is complete and the trust index has judged every attestation.
+    /// Whether every pod is listed and the trust pipeline has decided everything once.
     fn ready(&self) -> bool {
-        let Synced {
-            pods,
-            namespaces,
-            policies,
-        } = self.synced;
-        if !(pods && namespaces && policies)
-            || self
-                .ctx
-                .attestations
-                .wait_until_ready()
-                .now_or_never()
-                .is_none()
-        {
-            return false;
-        }
-        if self.ctx.verified.is_warm() {
-            return true;
-        }
-        let attestations = self.ctx.attestations.state();
-        if self
-            .ctx
-            .verified
-            .check_warm(attestations.iter().map(|a| attestation_key(&**a)))
-        {
-            return true;
-        }
-        if self.started.elapsed() > WARMUP_LIMIT {
-            tracing::warn!(
-                "some attestations are still not verified after {WARMUP_LIMIT:?}; validating pods without them"
-            );
-            self.ctx.verified.assume_warm();
-            return true;
-        }
-        false
-    }
-
-    fn inputs(&self) -> Inputs {
-        let mut policies: Vec<CompiledPolicy> = self
-            .policies
-            .state()
-            .iter()
-            .filter_map(|p| {
-                let policy = p.0.as_ref().ok()?;
-                Some(CompiledPolicy::compile(&policy.name_any(), &policy.spec))
-            })
-            .collect();
-        policies.sort_by(|a, b| a.name().cmp(b.name()));
-        Inputs {
-            policies,
-            namespace_labels: self
-                .namespaces
-                .state()
-                .iter()
-                .map(|n| (n.name_any(), n.labels().clone()))
-                .collect(),
-            exempt: self.ctx.settings.exempt(),
-        }
+        self.pods_synced && self.ctx.index.is_ready()
     }
 
     /// Judge the scheduled pods (all of them on a full pass), publish Events for new
-    /// violations and write the policies' statuses that changed. Returns whether every
-    /// status write succeeded.
+    /// violations and write the policies' statuses that changed. Returns whether every pod was
+    /// decided and every status written.
     async fn pass(&mut self, full: bool, pods: HashSet<PodKey>) -> bool {
-        if full {
-            // Attestations deleted since (a delete event is missed across a re-list, and a
-            // reconcile in flight may record one after its deletion).
-            let existing: HashSet<String> = self
-                .ctx
-                .attestations
-                .state()
-                .iter()
-                .map(|a| attestation_key(&**a))
-                .collect();
-            let pruned = self.ctx.verified.retain(|k| existing.contains(k));
-            if pruned > 0 {
-                tracing::info!(pruned, "forgot deleted attestations");
-            }
-        }
-        let inputs = self.inputs();
         let (selected, gone): (Vec<Arc<RunningPod>>, Vec<PodKey>) = if full {
             (self.pods.state(), Vec::new())
         } else {
@@ -274,26 +140,24 @@ impl Validator {
         // Judging every pod is CPU work: keep it off the async workers.
         let ctx = self.ctx.clone();
         let judged = tokio::task::spawn_blocking(move || {
-            let events = {
-                let trust = ctx.verified.read();
-                judge_pods(
-                    &inputs,
-                    &*trust,
-                    selected.iter().map(|p| &**p),
-                    &mut violations,
-                )
-            };
+            let exempt = ctx.settings.exempt();
+            let (events, undecided) = judge_pods(
+                |w| ctx.index.decide(w).map_err(|e| e.to_string()),
+                &exempt,
+                selected.iter().map(|p| &**p),
+                &mut violations,
+            );
             if full {
                 let present: HashSet<PodKey> = selected.iter().map(|p| PodKey::of(p)).collect();
                 violations.retain(|k| present.contains(k));
             }
-            (violations, events)
+            (violations, events, undecided)
         })
         .await;
-        let events = match judged {
-            Ok((violations, events)) => {
+        let (events, undecided) = match judged {
+            Ok((violations, events, undecided)) => {
                 self.violations = violations;
-                events
+                (events, undecided)
             }
             Err(error) => {
                 tracing::error!(%error, "judging pods failed");
@@ -301,7 +165,7 @@ impl Validator {
             }
         };
         self.publish(events).await;
-        self.write_statuses().await
+        self.write_statuses().await && undecided.is_empty()
     }
 
     async fn publish(&self, events: Vec<PodEvent>) {
@@ -311,7 +175,7 @@ impl Validator {
                 let event = Event {
                     type_: EventType::Warning,
                     reason: REASON_POLICY_VIOLATION.to_owned(),
-                    note: Some(note(&message)),
+                    note: Some(crate::events::note(message)),
                     action: "Validate".to_owned(),
                     secondary: None,
                 };
@@ -327,12 +191,16 @@ impl Validator {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let mut ok = true;
         let mut counts = BTreeMap::new();
-        for object in self.policies.state() {
-            let Ok(policy) = &object.0 else { continue };
-            let name = policy.name_any();
+        let policies = self
+            .ctx
+            .trust
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .policy_statuses();
+        for (name, current) in policies {
             let (count, listed) = self.violations.report(&name);
             counts.insert(name.clone(), i64::from(count));
-            if !differs(policy.status.as_ref(), count, &listed) {
+            if !differs(current.as_ref(), count, &listed) {
                 continue;
             }
             let patch = status::status_patch::<AttestationPolicy>(&status_fields(count, &listed));
@@ -346,68 +214,37 @@ impl Validator {
                 }
             }
         }
-        self.ctx.metrics.set_policy_violations(&counts);
+        self.ctx.leader_metrics.set_policy_violations(&counts);
         ok
     }
 }
 
-fn log_watch_error(what: &str, error: &watcher::Error) {
-    tracing::warn!(%error, watch = what, "continuous validation watch failed; retrying");
-}
-
 /// Judge every running pod every `interval`, and the affected ones soon after a change.
-/// Returns only if a watch ends (it does not, normally).
+/// Returns only if the pod watch ends (it does not, normally).
 pub async fn run(ctx: Arc<Context>, interval: Duration) {
-    let client = ctx.client.clone();
     let (pods, pod_writer) = reflector::store();
+    let counted = Counted::open(&ctx.metrics, "pods");
     let pod_events = watcher(
-        Api::<RunningPod>::all(client.clone()),
-        super::watch_config().fields(ACTIVE_PODS),
+        Api::<RunningPod>::all(ctx.client.clone()),
+        crate::watcher::config().fields(ACTIVE_PODS),
     )
     .backoff(WatchBackoff::new())
     .modify(strip_pod)
     .reflect(pod_writer);
-    let (namespaces, namespace_writer) = reflector::store();
-    let namespace_events = watcher(
-        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        super::watch_config(),
-    )
-    .backoff(WatchBackoff::new())
-    .modify(strip_namespace)
-    .reflect(namespace_writer);
-    let (policies, policy_writer) = reflector::store();
-    let policy_events = watcher(
-        Api::<DeserializeGuard<AttestationPolicy>>::all(client.clone()),
-        super::watch_config(),
-    )
-    .backoff(WatchBackoff::new())
-    .reflect(policy_writer);
-    // Only deletions matter here: the reconciler reports every other change.
-    let attestation_events = watcher(
-        Api::<PartialObjectMeta<ImageAttestation>>::all(client),
-        super::watch_config(),
-    )
-    .backoff(WatchBackoff::new());
     let mut pod_events = pin!(pod_events);
-    let mut namespace_events = pin!(namespace_events);
-    let mut policy_events = pin!(policy_events);
-    let mut attestation_events = pin!(attestation_events);
-
+    let mut changes = ctx.index.subscribe();
     let mut validator = Validator {
         ctx: ctx.clone(),
         pods,
-        namespaces,
-        policies,
+        pods_synced: false,
         violations: Violations::default(),
-        synced: Synced::default(),
-        started: Instant::now(),
     };
-    let mut generations = PolicyGenerations::default();
     let mut schedule = Schedule {
         at: None,
         full: true,
         pods: HashSet::new(),
     };
+    let mut retry = Retry::up_to(Duration::from_secs(30));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(?interval, "continuous validation started");
@@ -416,46 +253,15 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
             event = pod_events.next() => match event {
                 Some(Ok(watcher::Event::Apply(pod) | watcher::Event::Delete(pod))) => schedule.pod(&pod),
                 Some(Ok(watcher::Event::InitDone)) => {
-                    validator.synced.pods = true;
+                    validator.pods_synced = true;
                     schedule.soon(true);
                 }
                 Some(Ok(_)) => {}
-                Some(Err(error)) => log_watch_error("pods", &error),
+                Some(Err(error)) => tracing::warn!(%error, "pod watch failed; retrying"),
                 None => break,
             },
-            event = namespace_events.next() => match event {
-                Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))) => schedule.soon(true),
-                Some(Ok(watcher::Event::InitDone)) => {
-                    validator.synced.namespaces = true;
-                    schedule.soon(true);
-                }
-                Some(Ok(_)) => {}
-                Some(Err(error)) => log_watch_error("namespaces", &error),
-                None => break,
-            },
-            event = policy_events.next() => match event {
-                Some(Ok(event)) => {
-                    if matches!(event, watcher::Event::InitDone) {
-                        validator.synced.policies = true;
-                    }
-                    if generations.changed(&event) {
-                        schedule.soon(true);
-                    }
-                }
-                Some(Err(error)) => log_watch_error("attestationpolicies", &error),
-                None => break,
-            },
-            event = attestation_events.next() => match event {
-                Some(Ok(watcher::Event::Delete(attestation))) => {
-                    // Signals the change, which schedules a pass.
-                    ctx.verified.record(&attestation_key(&attestation), None);
-                }
-                Some(Ok(watcher::Event::InitDone)) => schedule.soon(true),
-                Some(Ok(_)) => {}
-                Some(Err(error)) => log_watch_error("imageattestations", &error),
-                None => break,
-            },
-            () = ctx.verified.changed() => schedule.soon(true),
+            // Policies, namespaces or trust changed.
+            Ok(()) = changes.changed() => schedule.soon(true),
             _ = ticker.tick() => schedule.soon(true),
             () = tokio::time::sleep_until(schedule.at()), if schedule.at.is_some() => {
                 if !validator.ready() {
@@ -466,8 +272,12 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
                 let pods = std::mem::take(&mut schedule.pods);
                 schedule.at = None;
                 let started = Instant::now();
-                if !validator.pass(full, pods).await {
-                    schedule.at = Some(Instant::now() + RETRY);
+                if validator.pass(full, pods).await {
+                    retry.succeeded();
+                } else {
+                    // Try again: some pod could not be decided, or a status not written.
+                    schedule.full = true;
+                    schedule.at = Some(Instant::now() + retry.failed());
                 }
                 if full {
                     tracing::info!(
@@ -480,13 +290,13 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
             }
         }
     }
-    tracing::warn!("continuous validation stopped: a watch ended");
+    drop(counted);
+    tracing::warn!("continuous validation stopped: the pod watch ended");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::AttestationPolicySpec;
 
     #[test]
     fn intervals_are_human_durations() {
@@ -512,28 +322,5 @@ mod tests {
             let error = parse_interval(bad).unwrap_err();
             assert!(error.contains(&format!("{bad:?}")), "{error}");
         }
-    }
-
-    #[test]
-    fn only_spec_changes_of_policies_count() {
-        let policy = |generation: i64| {
-            let mut p = AttestationPolicy::new("p", AttestationPolicySpec::default());
-            p.metadata.generation = Some(generation);
-            DeserializeGuard(Ok(p))
-        };
-        let mut g = PolicyGenerations::default();
-        assert!(!g.changed(&watcher::Event::Init));
-        assert!(!g.changed(&watcher::Event::InitApply(policy(1))));
-        assert!(g.changed(&watcher::Event::InitDone));
-        assert!(
-            !g.changed(&watcher::Event::Apply(policy(1))),
-            "a status write"
-        );
-        assert!(g.changed(&watcher::Event::Apply(policy(2))), "a new spec");
-        assert!(g.changed(&watcher::Event::Delete(policy(2))));
-        assert!(
-            g.changed(&watcher::Event::Apply(policy(2))),
-            "created again"
-        );
     }
 }

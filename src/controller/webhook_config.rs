@@ -1,5 +1,5 @@
 //! The generated `ValidatingWebhookConfiguration`, kept matching the policies by server-side
-//! apply, and the clean-up of allowlists whose policy is gone.
+//! apply.
 //!
 //! With no AttestationPolicy the configuration stays, with no webhooks: nothing is sent to
 //! binauthz, so nothing can be blocked by it. With policies it has two webhooks (pods, and
@@ -10,23 +10,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     RuleWithOperations, ServiceReference, ValidatingWebhook, ValidatingWebhookConfiguration,
     WebhookClientConfig,
 };
-use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::{Api, ResourceExt as _};
 
-use super::{Context, Error, MANAGED_BY_LABEL, allowlist, bounded};
-use crate::backoff::WatchBackoff;
-use crate::crd::{AttestationPolicy, FIELD_MANAGER};
+use super::{Context, Error, MANAGED_BY_LABEL, bounded};
+use crate::crd::FIELD_MANAGER;
+use crate::watcher::Retry;
 
 /// Default name of the generated configuration.
 pub const DEFAULT_NAME: &str = "binauthz";
@@ -196,25 +191,31 @@ pub fn build(
 struct Applied {
     desired: Option<serde_json::Value>,
     resource_version: Option<String>,
+    /// When the API server last confirmed it.
+    checked: Option<std::time::Instant>,
 }
 
-async fn sync_configuration(
-    ctx: &Context,
-    policies: &Store<PartialObjectMeta<AttestationPolicy>>,
-    applied: &mut Applied,
-) -> Result<(), Error> {
+async fn sync_configuration(ctx: &Context, applied: &mut Applied) -> Result<(), Error> {
     let Some(ca_bundle) = ctx.certs.ca_bundle() else {
         tracing::debug!("no serving certificate yet; the webhook configuration waits");
         return Ok(());
     };
     let settings = &ctx.settings;
-    let desired = build(settings, &ca_bundle, !policies.state().is_empty());
+    let desired = build(settings, &ca_bundle, !ctx.index.policies().is_empty());
     let desired_json = serde_json::to_value(&desired).unwrap_or_default();
+    // Most changes (attestations) do not change the configuration: look again only when it
+    // would differ, or now and then to repair manual edits.
+    if applied.desired.as_ref() == Some(&desired_json)
+        && applied.checked.is_some_and(|at| at.elapsed() < RESYNC)
+    {
+        return Ok(());
+    }
     let api = Api::<ValidatingWebhookConfiguration>::all(ctx.client.clone());
     let current = bounded(api.get_opt(&settings.configuration_name)).await?;
     let unchanged = applied.desired.as_ref() == Some(&desired_json)
         && current.as_ref().and_then(|c| c.resource_version()) == applied.resource_version;
     if unchanged && current.is_some() {
+        applied.checked = Some(std::time::Instant::now());
         return Ok(());
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -231,106 +232,34 @@ async fn sync_configuration(
     );
     applied.desired = Some(desired_json);
     applied.resource_version = result.resource_version();
+    applied.checked = Some(std::time::Instant::now());
     Ok(())
 }
 
-/// Delete allowlist ConfigMaps whose policy no longer exists.
-async fn collect_allowlists(
-    ctx: &Context,
-    policies: &Store<PartialObjectMeta<AttestationPolicy>>,
-) -> Result<(), Error> {
-    let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.settings.namespace);
-    let selector = format!(
-        "{MANAGED_BY_LABEL}={},{}",
-        super::CONTROLLER_NAME,
-        allowlist::POLICY_LABEL
-    );
-    let existing = bounded(api.list(&ListParams::default().labels(&selector))).await?;
-    let live: BTreeSet<String> = policies
-        .state()
-        .iter()
-        .map(|p| allowlist::config_map_name(&p.name_any()))
-        .collect();
-    let policy_api = Api::<PartialObjectMeta<AttestationPolicy>>::all(ctx.client.clone());
-    for config_map in existing {
-        let name = config_map.name_any();
-        if live.contains(&name) {
-            continue;
-        }
-        let owner = config_map
-            .owner_references()
-            .iter()
-            .find(|o| o.kind == "AttestationPolicy")
-            .map(|o| o.name.clone());
-        // The store may lag behind a policy just created: ask the API server before deleting.
-        if let Some(owner) = owner
-            && bounded(policy_api.get_opt(&owner)).await?.is_some()
-        {
-            continue;
-        }
-        bounded(api.delete(&name, &DeleteParams::default())).await?;
-        tracing::info!(config_map = %name, "deleted the allowlist of a deleted policy");
-    }
-    Ok(())
-}
-
-/// Keep the webhook configuration matching the policies and the serving certificate, and
-/// delete orphaned allowlists, until the task is dropped.
+/// Keep the webhook configuration matching the policies (from the trust index) and the
+/// serving certificate, until the task is dropped.
 pub async fn maintain(ctx: Arc<Context>) {
-    let api = Api::<PartialObjectMeta<AttestationPolicy>>::all(ctx.client.clone());
-    let (policies, writer) = reflector::store();
-    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let watch = reflector::reflector(
-        writer,
-        watcher(api, super::watch_config()).backoff(WatchBackoff::new()),
-    )
-    .for_each(move |event| {
-        let changed = changed_tx.clone();
-        async move {
-            match event {
-                Ok(_) => {
-                    // A full channel already holds a pending change.
-                    let _ = changed.try_send(());
-                }
-                Err(error) => tracing::warn!(%error, "policy watch failed; retrying"),
+    let mut certs = ctx.certs.subscribe();
+    let mut changes = ctx.index.subscribe();
+    let mut applied = Applied::default();
+    let mut retry = Retry::up_to(RESYNC);
+    loop {
+        let wait = match sync_configuration(&ctx, &mut applied).await {
+            Ok(()) => {
+                retry.succeeded();
+                RESYNC
             }
-        }
-    });
-    let sync = async {
-        if policies.wait_until_ready().await.is_err() {
-            return;
-        }
-        let mut certs = ctx.certs.subscribe();
-        let mut applied = Applied::default();
-        let mut failures: u32 = 0;
-        loop {
-            let result = match sync_configuration(&ctx, &policies, &mut applied).await {
-                Ok(()) => collect_allowlists(&ctx, &policies).await,
-                Err(error) => Err(error),
-            };
-            let wait = match result {
-                Ok(()) => {
-                    failures = 0;
-                    RESYNC
-                }
-                Err(error) => {
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(%error, category = error.category(), "webhook configuration sync failed");
-                    Duration::from_secs(1u64 << failures.min(5)).min(RESYNC)
-                }
-            };
-            tokio::select! {
-                _ = changed_rx.recv() => {}
-                _ = certs.changed() => {}
-                () = tokio::time::sleep(wait) => {}
+            Err(error) => {
+                tracing::warn!(%error, category = error.category(), "webhook configuration sync failed");
+                retry.failed()
             }
-            tokio::time::sleep(SETTLE).await;
-            while changed_rx.try_recv().is_ok() {}
+        };
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = certs.changed() => {}
+            () = tokio::time::sleep(wait) => {}
         }
-    };
-    tokio::select! {
-        () = watch => tracing::warn!("policy watch ended"),
-        () = sync => tracing::warn!("webhook configuration loop ended"),
+        tokio::time::sleep(SETTLE).await;
     }
 }
 

@@ -32,5 +32,5 @@ pub use snapshot::{Snapshot, Undecided};
 pub use trust::{Attestations, TrustIndex, TrustIndexError};
 pub use workload::{
     DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, ImageSource, ImageUse, Workload, WorkloadError,
-    WorkloadKind,
+    WorkloadKind, is_policy_annotation,
 };

@@ -283,8 +283,9 @@ impl Workload {
     }
 }
 
-/// Annotations in the ImagePolicyWebhook convention (`*.image-policy.k8s.io/*`).
-fn is_policy_annotation(key: &str) -> bool {
+/// Annotations in the ImagePolicyWebhook convention (`*.image-policy.k8s.io/*`), breakglass
+/// among them: the only annotations a decision reads.
+pub fn is_policy_annotation(key: &str) -> bool {
     key.split_once('/').is_some_and(|(domain, _)| {
         domain == "image-policy.k8s.io" || domain.ends_with(".image-policy.k8s.io")
     })

@@ -9,10 +9,10 @@ use kube::core::response::{StatusCause, StatusDetails};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::events::{Notice, NoticeReason};
-use crate::index::{CannotDecide, Index};
+use crate::events::{Notice, NoticeReason};
 use crate::metrics::AdmissionResult;
 use crate::policy::{Decision, Undecided, Workload, WorkloadKind};
+use crate::trust::{CannotDecide, Index};
 
 /// Largest AdmissionReview body read; bigger ones are refused with 413.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -608,12 +608,12 @@ fn respond(
 mod tests {
     use super::*;
     use crate::crd::{AdmissionRule, AttestationPolicySpec, EvaluationMode};
-    use crate::index::IndexState;
     use crate::metrics::Metrics;
+    use crate::trust::TrustState;
     use std::sync::Arc;
 
     fn ready_index() -> Arc<Index> {
-        let mut state = IndexState::new(Arc::new(Metrics::default()));
+        let mut state = TrustState::new(Arc::new(Metrics::default()));
         let spec = AttestationPolicySpec {
             default_admission_rule: AdmissionRule {
                 evaluation_mode: EvaluationMode::RequireAttestation,

@@ -1,4 +1,4 @@
-//! What continuous validation keeps of pods and namespaces: only what the policy reads.
+//! What continuous validation keeps of pods: only what the policy reads.
 //!
 //! [`RunningPod`] is a partial Pod (kube's `#[resource(inherit = Pod)]`): the watch decodes the
 //! API server's JSON straight into it and serde skips every other field, so the full Pod is
@@ -7,13 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Resource;
 use kube::api::ObjectMeta;
-use kube::core::PartialObjectMeta;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Workload, WorkloadError, WorkloadKind};
+use crate::policy::{Workload, WorkloadError, WorkloadKind, is_policy_annotation};
 
 /// A pod as continuous validation keeps it: identity, labels, the `image-policy.k8s.io`
 /// annotations, the service account and every container's name and image.
@@ -83,13 +82,6 @@ pub struct ContainerImage {
     pub image: Option<String>,
 }
 
-/// Annotations the policy reads (`*.image-policy.k8s.io/*`, breakglass among them).
-fn is_policy_annotation(key: &str) -> bool {
-    key.split_once('/').is_some_and(|(domain, _)| {
-        domain == "image-policy.k8s.io" || domain.ends_with(".image-policy.k8s.io")
-    })
-}
-
 /// Keep only what validation reads of a pod: name, namespace, uid, labels, the
 /// `image-policy.k8s.io` annotations and the volumes' names when one mounts an image
 /// (managed fields, owners and other annotations go).
@@ -122,16 +114,6 @@ pub fn strip_pod(pod: &mut RunningPod) {
     };
 }
 
-/// Keep only the name and labels of a namespace (what `namespaceSelector` reads).
-pub fn strip_namespace(namespace: &mut PartialObjectMeta<Namespace>) {
-    let meta = std::mem::take(&mut namespace.metadata);
-    namespace.metadata = ObjectMeta {
-        name: meta.name,
-        labels: meta.labels,
-        ..ObjectMeta::default()
-    };
-}
-
 /// The pod as the admission webhook reads it (the same JSON reader, so the same decision).
 pub fn workload(pod: &RunningPod) -> Result<Workload, WorkloadError> {
     let object = serde_json::to_value(pod).unwrap_or_default();
@@ -141,7 +123,6 @@ pub fn workload(pod: &RunningPod) -> Result<Workload, WorkloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::ResourceExt as _;
     use serde_json::{Value, json};
 
     #[test]
@@ -225,20 +206,5 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(workload(&legacy).unwrap().service_account, "old");
-
-        let mut namespace: PartialObjectMeta<Namespace> = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": "apps", "labels": {"team": "a"}, "annotations": {"x": "y"},
-                         "managedFields": [{"manager": "kubectl"}]}
-        }))
-        .unwrap();
-        strip_namespace(&mut namespace);
-        assert_eq!(namespace.name_any(), "apps");
-        assert_eq!(
-            namespace.labels().get("team").map(String::as_str),
-            Some("a")
-        );
-        assert!(namespace.metadata.annotations.is_none());
-        assert!(namespace.metadata.managed_fields.is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! The pure part of continuous validation: which running pods violate which policy, what the
 //! policies' status says about them, and which Events are new.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -9,7 +9,7 @@ use kube::{Resource as _, ResourceExt as _};
 
 use super::pod::{RunningPod, workload};
 use crate::crd::{AttestationPolicyStatus, PodViolation};
-use crate::policy::{self, Attestations, CompiledPolicy, Workload};
+use crate::policy::{Decision, Workload};
 
 /// At most this many violating pods are listed in a policy's status (all are counted).
 pub const MAX_LISTED_VIOLATIONS: usize = 20;
@@ -17,15 +17,9 @@ pub const MAX_LISTED_VIOLATIONS: usize = 20;
 /// Per policy, the messages of what it refuses in one pod (empty: no violation).
 pub type PolicyFindings = BTreeMap<Arc<str>, Vec<String>>;
 
-/// Judge one workload: every policy that governs its namespace and refuses an image, enforced
-/// or dry run, with the Google-style messages. Breakglass admits a pod but still violates.
-pub fn judge_workload(
-    policies: &[CompiledPolicy],
-    namespace_labels: &BTreeMap<String, String>,
-    workload: &Workload,
-    trust: &impl Attestations,
-) -> PolicyFindings {
-    let decision = policy::evaluate(policies, namespace_labels, workload, trust);
+/// What a decision says a pod violates: every policy whose rule refuses an image, enforced or
+/// dry run, with the Google-style messages. Breakglass admits a pod but still violates.
+pub fn findings(decision: &Decision) -> PolicyFindings {
     let mut findings = PolicyFindings::new();
     for verdict in decision.denials.iter().chain(&decision.dry_run) {
         let messages = findings.entry(verdict.policy.clone()).or_default();
@@ -160,56 +154,48 @@ pub fn status_fields(count: i32, listed: &[PodViolation]) -> serde_json::Value {
     fields
 }
 
-/// What one pass needs besides the pods and the trust.
-#[derive(Debug, Default)]
-pub struct Inputs {
-    /// The policies, compiled.
-    pub policies: Vec<CompiledPolicy>,
-    /// Labels by namespace name.
-    pub namespace_labels: HashMap<String, BTreeMap<String, String>>,
-    /// Namespaces never judged (as for the webhook: binauthz's own, kube-system, ...).
-    pub exempt: BTreeSet<String>,
-}
-
 /// One Event to publish: the pod and the message.
 pub type PodEvent = (ObjectReference, String);
 
-/// Judge `pods`, record the result in `violations` and return the Events to publish. Pods
-/// in exempt namespaces, or that cannot be read, violate nothing.
+/// Judge `pods` with `decide` (the replica's one decision entry point), record the result in
+/// `violations` and return the Events to publish, and the pods that could not be decided now
+/// (they keep what was recorded, and are judged again). Pods in `exempt` namespaces (the
+/// webhook never sees them), or that cannot be read, violate nothing.
 pub fn judge_pods<'a>(
-    inputs: &Inputs,
-    trust: &impl Attestations,
+    decide: impl Fn(&Workload) -> Result<Decision, String>,
+    exempt: &BTreeSet<String>,
     pods: impl IntoIterator<Item = &'a RunningPod>,
     violations: &mut Violations,
-) -> Vec<PodEvent> {
-    let no_labels = BTreeMap::new();
+) -> (Vec<PodEvent>, Vec<PodKey>) {
     let mut events = Vec::new();
+    let mut undecided = Vec::new();
     for pod in pods {
         let key = PodKey::of(pod);
-        if inputs.exempt.contains(&key.namespace) || inputs.policies.is_empty() {
+        if exempt.contains(&key.namespace) {
             violations.remove(&key);
             continue;
         }
-        let findings = match workload(pod) {
-            Ok(workload) => {
-                let labels = inputs
-                    .namespace_labels
-                    .get(&key.namespace)
-                    .unwrap_or(&no_labels);
-                judge_workload(&inputs.policies, labels, &workload, trust)
-            }
+        let found = match workload(pod) {
+            Ok(workload) => match decide(&workload) {
+                Ok(decision) => findings(&decision),
+                Err(why) => {
+                    tracing::debug!(namespace = %key.namespace, pod = %key.name, %why, "pod not judged now");
+                    undecided.push(key);
+                    continue;
+                }
+            },
             Err(error) => {
                 tracing::warn!(namespace = %key.namespace, pod = %key.name, %error, "cannot read pod");
                 PolicyFindings::new()
             }
         };
         let uid = pod.metadata.uid.clone();
-        for message in violations.update(key.clone(), uid.as_deref(), findings) {
+        for message in violations.update(key.clone(), uid.as_deref(), found) {
             tracing::info!(namespace = %key.namespace, pod = %key.name, %message, "running pod violates a policy");
             events.push((pod.object_ref(&()), message));
         }
     }
-    events
+    (events, undecided)
 }
 
 #[cfg(test)]
@@ -218,8 +204,9 @@ mod tests {
     use crate::controller::status;
     use crate::crd::{AttestationPolicy, AttestationPolicySpec};
     use crate::image::Digest;
-    use crate::policy::TrustIndex;
+    use crate::policy::{CompiledPolicy, Namespaces, Snapshot, TrustIndex};
     use serde_json::{Value, json};
+    use std::collections::BTreeMap;
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -234,6 +221,34 @@ mod tests {
     fn policy(name: &str, yaml: &str) -> CompiledPolicy {
         let spec: AttestationPolicySpec = serde_yaml::from_str(yaml).unwrap();
         CompiledPolicy::compile(name, &spec)
+    }
+
+    struct Inputs {
+        policies: Vec<CompiledPolicy>,
+        namespaces: Namespaces,
+        exempt: BTreeSet<String>,
+    }
+
+    /// Judge as continuous validation does, with a snapshot of `inputs` and `trust`.
+    fn judge_pods(
+        inputs: &Inputs,
+        trust: &TrustIndex,
+        pods: &[RunningPod],
+        violations: &mut Violations,
+    ) -> Vec<PodEvent> {
+        let snapshot = Snapshot {
+            policies: &inputs.policies,
+            namespaces: &inputs.namespaces,
+            trust,
+        };
+        let (events, undecided) = super::judge_pods(
+            |w| snapshot.decide(w).map_err(|e| e.to_string()),
+            &inputs.exempt,
+            pods,
+            violations,
+        );
+        assert!(undecided.is_empty(), "{undecided:?}");
+        events
     }
 
     /// `audit`: dry run, attestor `build`, namespaces labelled team=a.
@@ -260,12 +275,14 @@ kubernetesNamespaceAdmissionRules:
   prod: {evaluationMode: ALWAYS_DENY}",
                 ),
             ],
-            namespace_labels: HashMap::from([
+            namespaces: [
                 ("apps".to_owned(), labels(Some("a"))),
                 ("prod".to_owned(), labels(Some("a"))),
                 ("other".to_owned(), labels(None)),
                 ("kube-system".to_owned(), labels(Some("a"))),
-            ]),
+            ]
+            .into_iter()
+            .collect(),
             exempt: BTreeSet::from(["kube-system".to_owned()]),
         }
     }

@@ -1,5 +1,6 @@
 //! Kubernetes Events about admission decisions (denials, breakglass), sent by a background
-//! task so the admission path never waits for the API server.
+//! task so the admission path never waits for the API server; and the note length every
+//! binauthz Event keeps to.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
@@ -18,7 +19,7 @@ pub const BREAKGLASS_QUEUE: usize = 1024;
 /// `reportingController` of the Events.
 pub const CONTROLLER: &str = "binauthz.dev/webhook";
 /// Longest Event note Kubernetes accepts.
-const MAX_NOTE: usize = 1024;
+pub const MAX_NOTE: usize = 1024;
 
 /// Why an Event is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +137,7 @@ impl EventSink {
 }
 
 /// Cut a note to what the Events API accepts, on a character boundary.
-fn truncate(mut note: String) -> String {
+pub fn note(mut note: String) -> String {
     if note.len() > MAX_NOTE {
         let mut end = MAX_NOTE - 3;
         while !note.is_char_boundary(end) {
@@ -163,7 +164,7 @@ pub async fn run(client: Client, instance: Option<String>, mut queue: EventQueue
                 NoticeReason::Denied | NoticeReason::BreakGlass => EventType::Warning,
             },
             reason: notice.reason.as_str().to_owned(),
-            note: Some(truncate(notice.note)),
+            note: Some(note(notice.note)),
             action: "Admission".to_owned(),
             secondary: None,
         };
@@ -186,9 +187,9 @@ mod tests {
 
     #[test]
     fn notes_are_cut_on_char_boundaries() {
-        assert_eq!(truncate("short".into()), "short");
+        assert_eq!(note("short".into()), "short");
         let long = "é".repeat(800);
-        let cut = truncate(long);
+        let cut = note(long);
         assert!(cut.len() <= MAX_NOTE);
         assert!(cut.ends_with("..."));
     }

@@ -1,6 +1,72 @@
-//! How every watch of binauthz retries after an error.
+//! How every watch of binauthz runs: one server-side timeout, one retry policy, each counted
+//! in `binauthz_watches{resource}` while it is open; and the one retry policy of the leader's
+//! writes ([`Retry`]).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use kube::runtime::watcher;
+
+use crate::metrics::Metrics;
+
+/// Server-side timeout of every watch, below common load-balancer idle timeouts.
+pub const TIMEOUT_SECONDS: u32 = 240;
+
+/// The watcher configuration of every watch.
+pub fn config() -> watcher::Config {
+    watcher::Config::default().timeout(TIMEOUT_SECONDS)
+}
+
+/// Counts one open watch of `resource` in `binauthz_watches` while it lives.
+#[derive(Debug)]
+pub struct Counted {
+    metrics: Arc<Metrics>,
+    resource: &'static str,
+}
+
+impl Counted {
+    /// Count a watch of `resource` (a plural resource name) as open.
+    pub fn open(metrics: &Arc<Metrics>, resource: &'static str) -> Self {
+        metrics.watch_opened(resource, 1);
+        Self {
+            metrics: metrics.clone(),
+            resource,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.metrics.watch_opened(self.resource, -1);
+    }
+}
+
+/// Delays between tries of a write that failed: 1 s doubling up to `max`, back to 1 s after a
+/// success.
+#[derive(Clone, Debug)]
+pub struct Retry {
+    failures: u32,
+    max: Duration,
+}
+
+impl Retry {
+    /// Retries waiting at most `max`.
+    pub fn up_to(max: Duration) -> Self {
+        Self { failures: 0, max }
+    }
+
+    /// Record a failure; how long to wait before the next try.
+    pub fn failed(&mut self) -> Duration {
+        let delay = Duration::from_secs(1u64 << self.failures.min(16)).min(self.max);
+        self.failures = self.failures.saturating_add(1);
+        delay
+    }
+
+    /// Record a success.
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+}
 
 /// Retry delays of a watch: 200 ms doubling up to 4 s, each plus a random jitter of up to as
 /// much again (so at most 8 s), and back to 200 ms after any event. kube's default (up to 30 s,
@@ -14,6 +80,7 @@ pub struct WatchBackoff {
 }
 
 impl WatchBackoff {
+    /// A backoff at its first delay.
     pub fn new() -> Self {
         let builder = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
@@ -52,6 +119,15 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 mod tests {
     use super::*;
     use kube::runtime::utils::Backoff as _;
+
+    #[test]
+    fn retries_double_up_to_their_cap_and_reset() {
+        let mut retry = Retry::up_to(Duration::from_secs(30));
+        let delays: Vec<u64> = (0..8).map(|_| retry.failed().as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        retry.succeeded();
+        assert_eq!(retry.failed(), Duration::from_secs(1));
+    }
 
     #[test]
     fn delays_grow_to_a_few_seconds_and_reset() {

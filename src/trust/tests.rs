@@ -1,4 +1,5 @@
-//! The index without an API server: apply/delete/reset, verification jobs, cache, readiness.
+//! The trust pipeline without an API server: apply/delete/reset, verification jobs, cache,
+//! readiness, what is kept, reports.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,12 +9,16 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::*;
 use crate::crd::{
-    AdmissionRule, AttestorPublicKey, EnforcementMode, EvaluationMode, ImageAttestationSpec,
-    PkixPublicKey, Signature,
+    AdmissionRule, AttestationPolicySpec, AttestorPublicKey, AttestorSpec, EnforcementMode,
+    EvaluationMode, ImageAttestationSpec, PkixPublicKey, Signature,
 };
 use crate::crypto::SignatureAlgorithm;
+use crate::image::Digest;
+use crate::metrics::Metrics;
 use crate::policy::NAMESPACE_NAME_LABEL;
+use crate::policy::Undecided;
 use crate::policy::Workload;
+use crate::verify;
 
 /// A P-256 key generated for the test: (private PKCS#8 PEM, public SPKI PEM, key id).
 pub(crate) struct TestKey {
@@ -97,7 +102,7 @@ fn now() -> jiff::Timestamp {
 }
 
 /// Run every job and complete it; returns how many ran.
-fn run_all(state: &mut IndexState, jobs: Vec<Job>) -> usize {
+fn run_all(state: &mut TrustState, jobs: Vec<Job>) -> usize {
     let n = jobs.len();
     for job in jobs {
         let outcome = job.run(now());
@@ -106,16 +111,16 @@ fn run_all(state: &mut IndexState, jobs: Vec<Job>) -> usize {
     n
 }
 
-fn state() -> (IndexState, Arc<Metrics>) {
+fn state() -> (TrustState, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
-    (IndexState::new(metrics.clone()), metrics)
+    (TrustState::new(metrics.clone()), metrics)
 }
 
 /// A state with every list synced: attestor `build` with `key`, and `attestations`.
 fn synced(
     key: &TestKey,
     attestations: Vec<(String, ImageAttestationSpec)>,
-) -> (IndexState, Arc<Metrics>) {
+) -> (TrustState, Arc<Metrics>) {
     let (mut s, metrics) = state();
     s.reset_policies(Vec::new());
     s.reset_namespaces(Vec::new());
@@ -230,7 +235,9 @@ fn removing_an_attestor_key_flips_its_entries_out_at_once() {
 #[test]
 fn deleting_an_attestor_untrusts_and_recreating_it_restores_from_cache() {
     let key = TestKey::new();
-    let (mut s, metrics) = synced(&key, vec![("ns/a".into(), key.attest("build", &url('a')))]);
+    let a = key.attest("build", &url('a'));
+    let x = key.attest("missing", &url('c'));
+    let (mut s, metrics) = synced(&key, vec![("ns/a".into(), a.clone())]);
     s.delete_attestor("build");
     assert!(!s.index().is_attested("build", &d('a')));
     assert_eq!(s.pending(), 0);
@@ -238,14 +245,20 @@ fn deleting_an_attestor_untrusts_and_recreating_it_restores_from_cache() {
     assert!(s.index().is_attested("build", &d('a')));
     assert_eq!(metrics.verifications(), (1, 0));
     // An attestation naming an attestor that does not exist is never trusted nor verified.
-    assert!(
-        s.apply_attestation("ns/x", key.attest("missing", &url('c')))
-            .is_empty()
-    );
+    assert!(s.apply_attestation("ns/x", x.clone()).is_empty());
     assert!(!s.index().is_attested("missing", &d('c')));
-    // Until the attestor appears.
-    let jobs = s.apply_attestor("missing", key.attestor());
-    assert_eq!(jobs.len(), 1);
+    // Until the attestor appears: its content was not kept (anyone can create attestations
+    // for attestors that do not exist), so a re-list brings it back to be verified.
+    assert!(s.apply_attestor("missing", key.attestor()).is_empty());
+    assert!(s.wants_relist());
+    assert!(!s.index().is_attested("missing", &d('c')));
+    let jobs = s.reset_attestations(vec![("ns/a".into(), a), ("ns/x".into(), x)]);
+    assert_eq!(
+        jobs.len(),
+        1,
+        "only the attestation whose content was needed"
+    );
+    assert!(!s.wants_relist());
     run_all(&mut s, jobs);
     assert!(s.index().is_attested("missing", &d('c')));
 }
@@ -345,13 +358,20 @@ fn relist_removes_what_vanished_and_verifies_nothing_unchanged() {
 #[test]
 fn reverification_keeps_entries_until_it_says_otherwise_and_prunes_the_cache() {
     let key = TestKey::new();
-    let (mut s, metrics) = synced(&key, vec![("ns/a".into(), key.attest("build", &url('a')))]);
+    let a = key.attest("build", &url('a'));
+    let (mut s, metrics) = synced(&key, vec![("ns/a".into(), a.clone())]);
     // An unreferenced cache entry (from a former attestor spec).
     let other = TestKey::new();
     let jobs = s.apply_attestor("build", other.attestor());
     run_all(&mut s, jobs);
     assert!(s.apply_attestor("build", key.attestor()).is_empty());
     assert_eq!(s.cached(), 2);
+    // Trusted again from the cache; its content (dropped when it failed) comes back with a
+    // re-list, for later re-verifications.
+    assert!(s.index().is_attested("build", &d('a')));
+    assert!(s.wants_relist());
+    assert!(s.reset_attestations(vec![("ns/a".into(), a)]).is_empty());
+    assert!(!s.wants_relist());
     let jobs = s.reverify_all();
     assert_eq!(jobs.len(), 1);
     assert_eq!(
@@ -380,6 +400,55 @@ fn reverification_keeps_entries_until_it_says_otherwise_and_prunes_the_cache() {
         );
     }
     assert!(!s.index().is_attested("build", &d('a')));
+}
+
+/// What every replica keeps of attestations is bounded by what key holders signed: nothing of
+/// one that does not verify (whatever its size), only the signature that verified of one that
+/// does, and identical content once however many copies exist.
+#[test]
+fn only_verified_content_is_kept_and_copies_share_it() {
+    let key = TestKey::new();
+    let stranger = TestKey::new();
+    let signed = key.attest("build", &url('a'));
+    // A verified attestation padded with junk signatures, copied under many names.
+    let mut padded = signed.clone();
+    padded.signatures.insert(
+        0,
+        Signature {
+            public_key_id: "junk".into(),
+            signature: "A".repeat(90 * 1024),
+        },
+    );
+    let mut all: Vec<(String, ImageAttestationSpec)> = (0..50)
+        .map(|i| (format!("ns/copy-{i}"), padded.clone()))
+        .collect();
+    // Attestations that fail, and ones naming an attestor that does not exist.
+    all.extend((0..50).map(|i| {
+        let mut forged = stranger.attest("build", &url('b'));
+        forged.serialized_payload = Some(format!("{}{i}", "A".repeat(80 * 1024)));
+        (format!("ns/forged-{i}"), forged)
+    }));
+    all.extend((0..50).map(|i| {
+        (
+            format!("ns/orphan-{i}"),
+            key.attest(&format!("none-{i}"), &url('c')),
+        )
+    }));
+    let (s, _) = synced(&key, all);
+    assert_eq!(s.index().trust_entries(), 50);
+    assert_eq!(s.held_specs(), 1, "50 copies, one kept content");
+    let kept = s.kept("ns/copy-7").unwrap();
+    assert_eq!(kept.signatures.len(), 1, "only the signature that verified");
+    assert_eq!(kept.signatures[0], signed.signatures[0]);
+    assert!(std::ptr::eq(kept, s.kept("ns/copy-8").unwrap()), "shared");
+    assert!(s.kept("ns/forged-3").is_none() && s.kept("ns/orphan-3").is_none());
+    assert!(
+        matches!(s.outcome("ns/forged-3"), Some(Outcome::Failed(f)) if f.reason == verify::Reason::MalformedPayload || f.reason == verify::Reason::KeyNotFound)
+    );
+    assert!(
+        matches!(s.outcome("ns/orphan-3"), Some(Outcome::Failed(f)) if f.reason == verify::Reason::AttestorNotFound)
+    );
+    assert!(!s.wants_relist());
 }
 
 #[test]
@@ -506,4 +575,166 @@ async fn unknown_namespaces_are_undecided_when_a_selector_reads_labels() {
             .wait_for_namespace("never", std::time::Duration::from_millis(20))
             .await
     );
+}
+
+/// Watch events, as the driver applies them.
+mod watch_events {
+    use super::*;
+    use crate::crd::{Attestor, ImageAttestation};
+    use crate::crd::{ImageAttestationStatus, conditions};
+    use crate::metrics::Metrics;
+    use crate::trust::watch::{Buffers, Change, handle};
+    use kube::core::DeserializeGuard;
+    use kube::core::ObjectMeta;
+    use kube::runtime::watcher;
+
+    fn attestation(name: &str, spec: crate::crd::ImageAttestationSpec) -> ImageAttestation {
+        let mut object = ImageAttestation::new(name, spec);
+        object.metadata.namespace = Some("ns".into());
+        object
+    }
+
+    fn forged_status(key_id: &str) -> ImageAttestationStatus {
+        ImageAttestationStatus {
+            observed_generation: Some(1),
+            conditions: vec![conditions::new(
+                conditions::VERIFIED,
+                true,
+                "Verified",
+                "forged",
+                Some(1),
+                jiff::Timestamp::now(),
+            )],
+            verified_key_id: Some(key_id.to_owned()),
+            digest: Some(digest('a')),
+        }
+    }
+
+    fn run_jobs(state: &mut TrustState, jobs: Vec<Job>) {
+        for job in jobs {
+            let outcome = job.run(jiff::Timestamp::now());
+            state.complete(&job, outcome);
+        }
+    }
+
+    fn setup(key: &TestKey) -> (TrustState, Buffers) {
+        let mut state = TrustState::new(Arc::new(Metrics::default()));
+        let mut buffers = Buffers::default();
+        let mut attestor = Attestor::new("build", key.attestor());
+        attestor.metadata.managed_fields = Some(Vec::new());
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(DeserializeGuard(Ok(attestor))),
+            watcher::Event::InitDone,
+        ] {
+            let jobs = handle(&mut state, &mut buffers, Change::Attestor(event));
+            assert!(jobs.is_empty());
+        }
+        (state, buffers)
+    }
+
+    #[test]
+    fn status_forged_by_hand_changes_nothing() {
+        let key = TestKey::new();
+        let (mut state, mut buffers) = setup(&key);
+        // Signed by a stranger's key, with a status claiming it verified.
+        let stranger = TestKey::new();
+        let mut forged = attestation(
+            "forged",
+            stranger.attest("build", &format!("gcr.io/p/app@{}", digest('a'))),
+        );
+        forged.status = Some(forged_status("whatever"));
+        let jobs = handle(
+            &mut state,
+            &mut buffers,
+            Change::Attestation(watcher::Event::Apply(DeserializeGuard(Ok(forged)))),
+        );
+        run_jobs(&mut state, jobs);
+        let a = crate::image::Digest::parse(&digest('a')).unwrap();
+        assert!(!state.index().is_attested("build", &a));
+        assert!(!state.index().is_trusted("ns/forged"));
+
+        // A genuine attestation whose status someone flips to False stays trusted, and the
+        // status change alone verifies nothing.
+        let genuine_spec = key.attest("build", &format!("gcr.io/p/app@{}", digest('b')));
+        let genuine = attestation("genuine", genuine_spec);
+        let jobs = handle(
+            &mut state,
+            &mut buffers,
+            Change::Attestation(watcher::Event::Apply(DeserializeGuard(Ok(genuine.clone())))),
+        );
+        assert_eq!(jobs.len(), 1);
+        run_jobs(&mut state, jobs);
+        assert!(state.index().is_trusted("ns/genuine"));
+        let mut flipped = genuine;
+        let mut status = forged_status("x");
+        status.conditions[0].status = conditions::FALSE.into();
+        flipped.status = Some(status);
+        let jobs = handle(
+            &mut state,
+            &mut buffers,
+            Change::Attestation(watcher::Event::Apply(DeserializeGuard(Ok(flipped)))),
+        );
+        assert!(jobs.is_empty());
+        assert!(state.index().is_trusted("ns/genuine"));
+    }
+
+    #[test]
+    fn unreadable_objects_are_not_trusted_and_never_stall() {
+        let key = TestKey::new();
+        let (mut state, mut buffers) = setup(&key);
+        let spec = key.attest("build", &format!("gcr.io/p/app@{}", digest('a')));
+        let jobs = handle(
+            &mut state,
+            &mut buffers,
+            Change::Attestation(watcher::Event::Apply(DeserializeGuard(Ok(attestation(
+                "a", spec,
+            ))))),
+        );
+        run_jobs(&mut state, jobs);
+        assert!(state.index().is_trusted("ns/a"));
+        // The same object becomes unreadable (e.g. a newer schema): it leaves the index.
+        let invalid = kube::core::error_boundary::InvalidObject {
+            error: "unknown field".into(),
+            metadata: ObjectMeta {
+                name: Some("a".into()),
+                namespace: Some("ns".into()),
+                ..ObjectMeta::default()
+            },
+        };
+        let jobs = handle(
+            &mut state,
+            &mut buffers,
+            Change::Attestation(watcher::Event::Apply(DeserializeGuard(
+                Err(invalid.clone()),
+            ))),
+        );
+        assert!(jobs.is_empty());
+        assert!(!state.index().is_trusted("ns/a"));
+        // An unreadable attestor vouches for nothing.
+        let jobs = handle(
+            &mut state,
+            &mut buffers,
+            Change::Attestor(watcher::Event::Apply(DeserializeGuard(Err(
+                kube::core::error_boundary::InvalidObject {
+                    error: "bad".into(),
+                    metadata: ObjectMeta {
+                        name: Some("build".into()),
+                        ..ObjectMeta::default()
+                    },
+                },
+            )))),
+        );
+        assert!(jobs.is_empty());
+        // Relists skip unreadable objects and still finish.
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(DeserializeGuard(Err(invalid))),
+            watcher::Event::InitDone,
+        ] {
+            handle(&mut state, &mut buffers, Change::Attestation(event));
+        }
+        assert!(state.index().is_synced(Resource::ImageAttestations));
+        assert!(!state.index().is_synced(Resource::Namespaces));
+    }
 }
