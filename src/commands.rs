@@ -322,13 +322,15 @@ pub struct WorkloadLine {
     pub decision: Result<crate::policy::Decision, String>,
 }
 
-/// Decide for every workload of the manifests, as the webhook would, as of `now`.
+/// Decide for every workload of the manifests, as the webhook would, as of `now`: the same
+/// entry point ([`Snapshot::decide`](crate::policy::Snapshot::decide)) over the policies,
+/// namespaces and verified attestations of the manifests.
 pub fn evaluate_manifests(
     manifests: &Manifests,
     default_namespace: &str,
     now: jiff::Timestamp,
 ) -> Vec<WorkloadLine> {
-    use crate::policy::{CompiledPolicy, TrustIndex, Workload};
+    use crate::policy::{CompiledPolicy, Namespaces, Snapshot, TrustIndex, Workload};
 
     let mut trust = TrustIndex::new();
     for line in verify_manifests(manifests, now) {
@@ -337,16 +339,24 @@ pub fn evaluate_manifests(
             let _ = trust.insert(&line.attestor, &verified.digest, &line.attestation);
         }
     }
-    let policies: Vec<CompiledPolicy> = manifests
+    // Sorted by name, as the cluster orders them (and so their messages).
+    let mut policies: Vec<CompiledPolicy> = manifests
         .policies
         .iter()
         .map(|(_, p)| {
             CompiledPolicy::compile(p.metadata.name.as_deref().unwrap_or_default(), &p.spec)
         })
         .collect();
+    policies.sort_by(|a, b| a.name().cmp(b.name()));
+    let namespaces: Namespaces = manifests.namespaces.clone().into_iter().collect();
+    let snapshot = Snapshot {
+        policies: &policies,
+        namespaces: &namespaces,
+        trust: &trust,
+    };
     let mut lines = Vec::new();
     for other in &manifests.others {
-        let workload = match Workload::from_json(&other.value) {
+        let mut workload = match Workload::from_json(&other.value) {
             Ok(Some(workload)) => workload,
             Ok(None) => continue,
             Err(e) => {
@@ -357,22 +367,16 @@ pub fn evaluate_manifests(
                 continue;
             }
         };
-        let mut workload = workload;
         if workload.namespace.is_none() {
             workload.namespace = Some(default_namespace.to_owned());
         }
         let namespace = workload.namespace().to_owned();
-        let mut labels = manifests
-            .namespaces
-            .get(&namespace)
-            .cloned()
-            .unwrap_or_default();
-        // The apiserver labels every namespace with its name; selectors may rely on it.
-        labels.insert("kubernetes.io/metadata.name".into(), namespace.clone());
-        let decision = crate::policy::evaluate(&policies, &labels, &workload, &trust);
+        let decision = snapshot.decide(&workload).map_err(|undecided| {
+            format!("{undecided}; add the Namespace manifest of {namespace}, with its labels, to the inputs")
+        });
         lines.push(WorkloadLine {
             workload: format!("{} {}/{}", workload.kind.as_str(), namespace, workload.name),
-            decision: Ok(decision),
+            decision,
         });
     }
     lines

@@ -318,7 +318,7 @@ async fn ungoverned_namespace_is_allowed() {
     assert_eq!(response["status"]["details"]["retryAfterSeconds"], 1);
     assert_eq!(
         response["status"]["message"],
-        "binauthz cannot judge this request yet: namespace brand-new is not known to binauthz (yet), and policy main selects namespaces by label, so binauthz cannot tell whether it governs brand-new; retry in a moment"
+        "binauthz cannot judge this request yet: namespace brand-new is not known, and policy main selects namespaces by label, so whether it governs brand-new cannot be told; retry in a moment"
     );
 }
 

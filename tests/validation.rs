@@ -106,6 +106,7 @@ fn violation_events(ns: &str, name: &str) -> Vec<Value> {
 async fn running_pods_are_judged_again_and_reported() {
     init_tracing();
     install_crds();
+    cluster::require_image_volumes();
     let admin = cluster::client().await;
     let suffix = cluster::unique_name("cv");
     let webhook_name = format!("binauthz-{suffix}");

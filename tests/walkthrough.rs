@@ -101,6 +101,7 @@ fn deployment(namespace: &str, image: &str) -> String {
 #[test]
 fn walkthrough() {
     install_crds();
+    cluster::require_image_volumes();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let ns = runtime.block_on(cluster::temp_namespace("walkthrough"));
     let system_ns = runtime.block_on(cluster::temp_namespace("binauthz-system"));

@@ -1,22 +1,24 @@
-//! `make bench-scale`: one `binauthz run` replica over 1k, 10k and 100k ImageAttestations on a
-//! real kube-apiserver + etcd. Prints figures, asserts none.
+//! `make bench-scale`: two `binauthz run` replicas, the leader and a standby, side by side over
+//! 1k, 10k and 100k ImageAttestations on a real kube-apiserver + etcd. Prints figures, asserts
+//! none.
 //!
 //! The bench runs a control plane of its own (state in `target/scale-cluster`, ports
 //! 36443/32379/32380), so the shared one the tests use never holds 100k objects; it is started
 //! fresh and removed at the end (`SCALE_KEEP=1` keeps it). For each size it creates the missing
 //! attestations (ECDSA P-256 signatures made here, each for its own digest), then starts the
-//! release binary and measures:
+//! release binary as the leader, and once it has settled a second replica (a standby: the
+//! leader holds the Lease), and measures each:
 //! - **ready**: from the start of the process to `/readyz` answering 200, which requires every
 //!   watch to have listed and every listed signature to be verified (the metric
 //!   `binauthz_trust_index_entries` is checked to equal the size);
-//! - **resident memory** (`VmRSS`) at that moment, and once settled: this replica is also the
-//!   leader, and after the list it verifies every attestation again and writes its status; when
-//!   it has used under 5 % of a core for 3 s (or after 180 s) the memory is what its caches
-//!   hold. Bytes per attestation compare that with a replica over an empty cluster; the whole
-//!   process counts: the trust index, the controller's cache, allocator overhead;
+//! - **resident memory** (`VmRSS`) at that moment, and once settled: the leader also writes
+//!   every attestation's status after the list; when a replica has used under 5 % of a core
+//!   for 3 s (or after 180 s) the memory is what it holds. Bytes per attestation compare that
+//!   with the same role over an empty cluster; the whole process counts: the trust pipeline,
+//!   the leader's work, allocator overhead;
 //! - **re-list peak**: the control plane is killed (SIGKILL, as in a crash) and restarted under
 //!   the running replica; its watches are told their resource version is too old and list
-//!   everything again; the peak of `VmRSS` (sampled every 10 ms) until the replica has listed
+//!   everything again; the peak of `VmRSS` (sampled every 10 ms) until each replica has listed
 //!   and is ready again, and the time from the restarted API server to ready.
 //!
 //! `SCALE_SIZES=1000,10000` picks the sizes; `BENCH_QUICK=1` runs 1k only.
@@ -53,8 +55,9 @@ const CONCURRENCY: usize = 32;
 const READY_LIMIT: Duration = Duration::from_secs(600);
 const LISTED: &str = "listed every ImageAttestation";
 
-/// One size's figures.
+/// One size's figures for one role.
 struct Row {
+    role: &'static str,
     size: usize,
     create_per_s: f64,
     ready: Duration,
@@ -89,29 +92,20 @@ async fn main() {
     ));
     let client = client(&PLANE.kubeconfig()).await;
 
-    eprintln!("scale: baseline, a replica over no attestation");
-    let mut baseline = Replica::start(0);
-    let base_ready = baseline.wait_ready(0, Instant::now()).await;
-    let base_rss = baseline.rss();
-    drop(baseline);
+    eprintln!("scale: baseline, a leader and a standby over no attestation");
+    let mut leader = Replica::start(0, LEADER);
+    let base_ready = leader.wait_ready(0, Instant::now()).await;
+    let mut standby = Replica::start(0, STANDBY);
+    standby.wait_ready(0, Instant::now()).await;
+    let base = [leader.rss(), standby.rss()];
+    drop(standby);
+    drop(leader);
     eprintln!(
-        "scale: baseline ready in {:.2} s, {} resident",
+        "scale: baseline ready in {:.2} s, {} (leader) and {} (standby) resident",
         base_ready.as_secs_f64(),
-        mib(base_rss)
+        mib(base[0]),
+        mib(base[1])
     );
-
-    // SCALE_ROLE=standby: the measured replicas never lead (the Lease is held by a name no
-    // replica has), so they hold only what every webhook replica holds: the trust index.
-    let standby = std::env::var("SCALE_ROLE").is_ok_and(|r| r == "standby");
-    if standby {
-        PLANE.apply(&format!(
-            r#"{{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {{"name": "binauthz-leader", "namespace": "{SYSTEM}"}},
-                "spec": {{"holderIdentity": "someone-else", "leaseDurationSeconds": 86400,
-                          "renewTime": "{}"}}}}"#,
-            jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        ));
-    }
 
     let mut rows = Vec::new();
     let mut created = 0;
@@ -121,45 +115,91 @@ async fn main() {
         let create_per_s = (size - created) as f64 / started.elapsed().as_secs_f64();
         created = size;
         eprintln!(
-            "scale: {size} attestations stored ({create_per_s:.0} created/s); starting a replica"
+            "scale: {size} attestations stored ({create_per_s:.0} created/s); starting the leader"
         );
-        let mut replica = Replica::start(size);
-        let ready = replica.wait_ready(size, replica.started).await;
-        let rss = replica.rss();
-        eprintln!(
-            "scale: {size}: ready in {:.2} s, {} resident; waiting for the leader's work to settle",
-            ready.as_secs_f64(),
-            mib(rss)
-        );
-        let (settled, settle_time) = replica.settle().await;
-        eprintln!(
-            "scale: {size}: {} resident after {:.0} s; crashing and restarting the control plane",
-            mib(settled),
-            settle_time.as_secs_f64()
-        );
-        let (relist_peak, relist_ready) = match replica.relist(size).await {
-            Ok((peak, took)) => (Some(peak), Some(took)),
-            Err(why) => {
-                eprintln!("scale: {size}: no re-list measured: {why}");
-                (None, None)
+        let mut replicas = Vec::new();
+        for role in [LEADER, STANDBY] {
+            let mut replica = Replica::start(size, role);
+            let ready = replica.wait_ready(size, replica.started).await;
+            let rss = replica.rss();
+            let (settled, settle_time) = replica.settle().await;
+            eprintln!(
+                "scale: {size}: {role} ready in {:.2} s, {} resident, {} after {:.0} s",
+                ready.as_secs_f64(),
+                mib(rss),
+                mib(settled),
+                settle_time.as_secs_f64()
+            );
+            rows.push(Row {
+                role,
+                size,
+                create_per_s,
+                ready,
+                rss,
+                settled,
+                settle_time,
+                relist_peak: None,
+                relist_ready: None,
+            });
+            replicas.push(replica);
+        }
+        eprintln!("scale: {size}: crashing and restarting the control plane under both");
+        let relisted = relist(&replicas, size).await;
+        let last = rows.len() - relisted.len();
+        for (row, relisted) in rows[last..].iter_mut().zip(relisted) {
+            match relisted {
+                Ok((peak, took)) => {
+                    row.relist_peak = Some(peak);
+                    row.relist_ready = Some(took);
+                }
+                Err(why) => eprintln!("scale: {size}: {}: no re-list measured: {why}", row.role),
             }
-        };
-        rows.push(Row {
-            size,
-            create_per_s,
-            ready,
-            rss,
-            settled,
-            settle_time,
-            relist_peak,
-            relist_ready,
-        });
+        }
     }
     if std::env::var_os("SCALE_KEEP").is_none() {
         PLANE.down();
         let _ = std::fs::remove_dir_all(PLANE.state_dir());
     }
-    report(&rows, base_rss, if standby { "standby" } else { "leader" });
+    report(&rows, base);
+}
+
+/// Identities of the two replicas; the leader starts first and takes the Lease.
+const LEADER: &str = "leader";
+const STANDBY: &str = "standby";
+
+/// Restart the control plane under the replicas and follow their re-lists: for each, the peak
+/// resident bytes and the time from the restarted API server to ready again.
+async fn relist(replicas: &[Replica], size: usize) -> Vec<Result<(u64, Duration), String>> {
+    let lists: Vec<usize> = replicas.iter().map(Replica::lists).collect();
+    let mut peaks: Vec<u64> = replicas.iter().map(Replica::rss).collect();
+    let mut done: Vec<Option<Result<(u64, Duration), String>>> = vec![None; replicas.len()];
+    PLANE.crash();
+    PLANE.up();
+    let back = Instant::now();
+    while done.iter().any(Option::is_none) {
+        for (i, replica) in replicas.iter().enumerate() {
+            if done[i].is_some() {
+                continue;
+            }
+            peaks[i] = peaks[i].max(replica.rss());
+            if replica.lists() > lists[i] && http_get(replica.admin_port, "/readyz").await.is_ok()
+            {
+                let took = back.elapsed();
+                let entries = replica.index_entries().await;
+                done[i] = Some(if entries == Some(size) {
+                    Ok((peaks[i], took))
+                } else {
+                    Err(format!("index holds {entries:?} entries after the re-list"))
+                });
+            } else if back.elapsed() > Duration::from_secs(180) {
+                done[i] = Some(Err(
+                    "the replica did not list again within 180 s of the restart".into()
+                ));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done.into_iter().flatten().collect()
 }
 
 /// The sizes to measure, ascending.
@@ -280,15 +320,15 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(size: usize) -> Self {
+    fn start(size: usize, identity: &str) -> Self {
         let webhook_port = free_port();
         let admin_port = free_port();
-        let log = PLANE.state_dir().join(format!("binauthz-{size}.log"));
+        let log = PLANE.state_dir().join(format!("binauthz-{size}-{identity}.log"));
         // `binauthz run` logs to stdout; its errors go to stderr.
         let log_file = File::create(&log).expect("create the replica's log");
         let started = Instant::now();
         let child = Command::new(env!("CARGO_BIN_EXE_binauthz"))
-            .args(["run", "--namespace", SYSTEM, "--identity", "scale-bench"])
+            .args(["run", "--namespace", SYSTEM, "--identity", identity])
             .arg("--kubeconfig")
             .arg(PLANE.kubeconfig())
             .arg(format!(
@@ -406,35 +446,6 @@ impl Replica {
             .matches(LISTED)
             .count()
     }
-
-    /// Restart the control plane under the replica and follow its re-list: the peak resident
-    /// bytes and the time from the restarted API server to ready again.
-    async fn relist(&self, size: usize) -> Result<(u64, Duration), String> {
-        let lists = self.lists();
-        let mut peak = self.rss();
-        PLANE.crash();
-        PLANE.up();
-        let back = Instant::now();
-        loop {
-            peak = peak.max(self.rss());
-            if self.lists() > lists && http_get(self.admin_port, "/readyz").await.is_ok() {
-                let took = back.elapsed();
-                let entries = self.index_entries().await;
-                if entries != Some(size) {
-                    return Err(format!("index holds {entries:?} entries after the re-list"));
-                }
-                return Ok((peak, took));
-            }
-            if back.elapsed() > Duration::from_secs(120) {
-                return Err(
-                    "the replica did not list again within 120 s of the restart (its \
-                     watches resumed instead)"
-                        .into(),
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
 }
 
 impl Drop for Replica {
@@ -448,14 +459,15 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn report(rows: &[Row], base_rss: u64, role: &str) {
+fn report(rows: &[Row], base: [u64; 2]) {
     println!();
     println!(
-        "One binauthz replica ({role}) over N ImageAttestations on a real kube-apiserver + etcd"
+        "Two binauthz replicas, the leader and a standby, over N ImageAttestations on a real kube-apiserver + etcd"
     );
     println!(
-        "{:>8}  {:>10}  {:>9}  {:>12}  {:>16}  {:>12}  {:>14}  {:>13}",
+        "{:>8}  {:<8}  {:>10}  {:>9}  {:>12}  {:>16}  {:>12}  {:>14}  {:>13}",
         "N",
+        "role",
         "created/s",
         "ready s",
         "at ready",
@@ -464,29 +476,21 @@ fn report(rows: &[Row], base_rss: u64, role: &str) {
         "re-list peak",
         "re-list ready"
     );
-    println!("{}", "-".repeat(114));
-    println!(
-        "{:>8}  {:>10}  {:>9}  {:>12}  {:>16}  {:>12}  {:>14}  {:>13}",
-        0,
-        "",
-        "",
-        mib(base_rss),
-        "",
-        "",
-        "",
-        ""
-    );
-    let mut ready_10k = None;
-    let mut per_object_10k = None;
+    println!("{}", "-".repeat(124));
+    for (role, rss) in [(LEADER, base[0]), (STANDBY, base[1])] {
+        println!("{:>8}  {:<8}  {:>10}  {:>9}  {:>12}", 0, role, "", "", mib(rss));
+    }
+    let mut at_10k: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
     for row in rows {
-        let per_object = row.settled.saturating_sub(base_rss) as f64 / row.size.max(1) as f64;
+        let base = if row.role == LEADER { base[0] } else { base[1] };
+        let per_object = row.settled.saturating_sub(base) as f64 / row.size.max(1) as f64;
         if row.size == 10_000 {
-            ready_10k = Some(row.ready.as_secs_f64());
-            per_object_10k = Some(per_object);
+            at_10k.insert(row.role, (row.ready.as_secs_f64(), per_object));
         }
         println!(
-            "{:>8}  {:>10.0}  {:>9.2}  {:>12}  {:>16}  {:>12.0}  {:>14}  {:>13}",
+            "{:>8}  {:<8}  {:>10.0}  {:>9.2}  {:>12}  {:>16}  {:>12.0}  {:>14}  {:>13}",
             row.size,
+            row.role,
             row.create_per_s,
             row.ready.as_secs_f64(),
             mib(row.rss),
@@ -501,10 +505,15 @@ fn report(rows: &[Row], base_rss: u64, role: &str) {
                 .map_or_else(|| "-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
         );
     }
+    let key = |role: &str, field: fn(&(f64, f64)) -> String| {
+        at_10k.get(role).map_or_else(|| "n/a".into(), field)
+    };
     println!();
     println!(
-        "ready_10k_s={} bytes_per_object_10k={}",
-        ready_10k.map_or_else(|| "n/a".into(), |s| format!("{s:.2}")),
-        per_object_10k.map_or_else(|| "n/a".into(), |b| format!("{b:.0}")),
+        "ready_10k_s={} bytes_per_object_10k={} standby_ready_10k_s={} standby_bytes_per_object_10k={}",
+        key(LEADER, |v| format!("{:.2}", v.0)),
+        key(LEADER, |v| format!("{:.0}", v.1)),
+        key(STANDBY, |v| format!("{:.2}", v.0)),
+        key(STANDBY, |v| format!("{:.0}", v.1)),
     );
 }

@@ -45,7 +45,7 @@ impl fmt::Display for Undecided {
                 policies,
             } => write!(
                 f,
-                "namespace {namespace} is not known to binauthz (yet), and policy {} selects namespaces by label, so binauthz cannot tell whether it governs {namespace}; retry in a moment",
+                "namespace {namespace} is not known, and policy {} selects namespaces by label, so whether it governs {namespace} cannot be told",
                 policies.join(", ")
             ),
         }

@@ -237,8 +237,8 @@ impl TrustState {
                 })
                 .collect();
             reports.policies = policies;
+            reports.deleted_policies = std::mem::take(&mut dirty.deleted_policies);
         }
-        reports.deleted_policies = std::mem::take(&mut dirty.deleted_policies);
         reports.invalid = std::mem::take(&mut dirty.invalid);
         self.dirty = Some(dirty);
         reports

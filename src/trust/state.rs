@@ -283,7 +283,22 @@ impl TrustState {
         for (name, spec) in all {
             jobs.extend(self.apply_attestor(&name, spec));
         }
+        let first = self.synced & Resource::Attestors.bit() == 0;
         self.mark_synced(Resource::Attestors);
+        if first {
+            // Attestations listed before their attestors waited; those whose attestor does not
+            // exist are settled now.
+            let orphans: Vec<Arc<str>> = self
+                .by_attestor
+                .keys()
+                .filter(|a| !self.attestors.contains_key(*a))
+                .cloned()
+                .collect();
+            for attestor in orphans {
+                jobs.extend(self.refresh_attestor(&attestor));
+            }
+            self.publish();
+        }
         jobs
     }
 
@@ -447,6 +462,11 @@ impl TrustState {
             let mut job = None;
             let mut cached_signature = None;
             match self.attestors.get(&entry.attestor) {
+                // The attestors are not listed yet: wait for them, keeping the content.
+                None if self.synced & Resource::Attestors.bit() == 0 => {
+                    entry.cache_key = None;
+                    entry.outcome = Outcome::Pending;
+                }
                 None => {
                     // An invalid artifactUrl stays invalid whatever the attestor.
                     let failure = match (&entry.spec, &entry.outcome) {

@@ -175,6 +175,31 @@ fn verified_attestations_enter_the_index_and_make_it_ready() {
     assert!(index.decide(&workload).unwrap().allowed);
 }
 
+/// The watches list in any order: attestations listed before their attestors wait for them,
+/// content kept, and the index is not ready until they are settled.
+#[test]
+fn attestations_listed_before_their_attestors_wait_for_them() {
+    let key = TestKey::new();
+    let (mut s, _) = state();
+    s.reset_policies(Vec::new());
+    s.reset_namespaces(Vec::new());
+    let jobs = s.reset_attestations(vec![
+        ("ns/a".into(), key.attest("build", &url('a'))),
+        ("ns/orphan".into(), key.attest("nobody", &url('b'))),
+    ]);
+    assert!(jobs.is_empty());
+    assert_eq!(s.pending(), 2);
+    assert!(!s.index().is_ready());
+    let jobs = s.reset_attestors(vec![("build".to_owned(), key.attestor())]);
+    assert_eq!(jobs.len(), 1);
+    assert!(matches!(s.outcome("ns/orphan"), Some(Outcome::Failed(f)) if f.reason == verify::Reason::AttestorNotFound));
+    assert!(s.kept("ns/orphan").is_none());
+    run_all(&mut s, jobs);
+    assert!(s.index().is_ready());
+    assert!(s.index().is_attested("build", &d('a')));
+    assert!(!s.wants_relist());
+}
+
 #[test]
 fn failed_verifications_stay_out_and_are_cached() {
     let key = TestKey::new();

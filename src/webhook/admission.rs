@@ -248,7 +248,8 @@ impl Context<'_> {
     /// The snapshot cannot decide yet: refuse the request, saying to retry (a controller
     /// does; the namespace watch catches up within moments).
     fn undecided(&self, undecided: &Undecided) -> Answer {
-        let message = format!("binauthz cannot judge this request yet: {undecided}");
+        let message =
+            format!("binauthz cannot judge this request yet: {undecided}; retry in a moment");
         tracing::warn!(uid = %self.uid, %message, "undecided");
         let status = Status::failure(&message, "ServiceUnavailable")
             .with_code(503)

@@ -63,6 +63,20 @@ pub fn kubeconfig() -> &'static Path {
     })
 }
 
+/// Fail with the fix when the control plane runs without image volumes (one started before
+/// `tests/controlplane` enabled the `ImageVolume` gate is reused as it is).
+pub fn require_image_volumes() {
+    let out = kubectl(["get", "--raw", "/metrics"]);
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("kubernetes_feature_enabled{name=\"ImageVolume\"") && l.ends_with(" 1")),
+        "the test control plane runs without --feature-gates=ImageVolume=true (an older one is \
+         still running): restart it with `make cluster-down cluster-up`"
+    );
+}
+
 /// A kube client with admin (`system:masters`) rights. Make one per test: a client is bound to
 /// the tokio runtime it first runs on, and every `#[tokio::test]` has its own.
 pub async fn client() -> kube::Client {
