@@ -382,15 +382,17 @@ pub fn evaluate_manifests(
     lines
 }
 
+/// `namespace/name` of an attestation read from a file (`default` when it names no namespace).
 fn qualified_name(attestation: &ImageAttestation) -> String {
-    format!(
-        "{}/{}",
-        attestation
-            .metadata
-            .namespace
-            .as_deref()
-            .unwrap_or("default"),
-        attestation.metadata.name.as_deref().unwrap_or("<unnamed>")
+    crate::trust::object_key(
+        Some(
+            attestation
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or("default"),
+        ),
+        attestation.metadata.name.as_deref().unwrap_or("<unnamed>"),
     )
 }
 

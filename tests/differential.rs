@@ -136,8 +136,14 @@ fn world(rng: &mut Rng, build: &Signer, qa: &Signer, stranger: &Signer) -> World
         ));
     }
     let namespaces = vec![
-        ("prod".to_owned(), BTreeMap::from([("team".to_owned(), "a".to_owned())])),
-        ("staging".to_owned(), BTreeMap::from([("team".to_owned(), "b".to_owned())])),
+        (
+            "prod".to_owned(),
+            BTreeMap::from([("team".to_owned(), "a".to_owned())]),
+        ),
+        (
+            "staging".to_owned(),
+            BTreeMap::from([("team".to_owned(), "b".to_owned())]),
+        ),
         ("dev".to_owned(), BTreeMap::new()),
     ];
     World {
@@ -255,17 +261,23 @@ fn index(world: &World) -> Arc<Index> {
 fn manifests(world: &World, object: &Value) -> Manifests {
     let mut docs = Vec::new();
     for (name, spec) in &world.attestors {
-        docs.push(json!({"apiVersion": "binauthz.dev/v1alpha1", "kind": "Attestor",
-                         "metadata": {"name": name}, "spec": spec}));
+        docs.push(
+            json!({"apiVersion": "binauthz.dev/v1alpha1", "kind": "Attestor",
+                         "metadata": {"name": name}, "spec": spec}),
+        );
     }
     for (key, spec) in &world.attestations {
         let (namespace, name) = key.split_once('/').unwrap();
-        docs.push(json!({"apiVersion": "binauthz.dev/v1alpha1", "kind": "ImageAttestation",
-                         "metadata": {"name": name, "namespace": namespace}, "spec": spec}));
+        docs.push(
+            json!({"apiVersion": "binauthz.dev/v1alpha1", "kind": "ImageAttestation",
+                         "metadata": {"name": name, "namespace": namespace}, "spec": spec}),
+        );
     }
     for (name, spec) in &world.policies {
-        docs.push(json!({"apiVersion": "binauthz.dev/v1alpha1", "kind": "AttestationPolicy",
-                         "metadata": {"name": name}, "spec": spec.as_ref().unwrap()}));
+        docs.push(
+            json!({"apiVersion": "binauthz.dev/v1alpha1", "kind": "AttestationPolicy",
+                         "metadata": {"name": name}, "spec": spec.as_ref().unwrap()}),
+        );
     }
     for (name, labels) in &world.namespaces {
         docs.push(json!({"apiVersion": "v1", "kind": "Namespace",
@@ -327,17 +339,23 @@ fn webhook_validation_and_evaluate_decide_alike() {
 
         // The webhook.
         let index = index(&world);
-        let Answer::Review(reviewed) = review(&index, &admission_review(&object, namespace))
-        else {
+        let Answer::Review(reviewed) = review(&index, &admission_review(&object, namespace)) else {
             panic!("no review answer: {context}");
         };
         let answer: Value = serde_json::from_slice(&reviewed.body).unwrap();
         let response = &answer["response"];
         match &expected {
             Ok(d) => {
-                assert_eq!(response["allowed"], d.allowed, "webhook: {context}\n{answer}");
+                assert_eq!(
+                    response["allowed"], d.allowed,
+                    "webhook: {context}\n{answer}"
+                );
                 if !d.allowed {
-                    assert_eq!(response["status"]["message"], d.message(), "webhook: {context}");
+                    assert_eq!(
+                        response["status"]["message"],
+                        d.message(),
+                        "webhook: {context}"
+                    );
                 }
                 let warnings: Vec<String> = response["warnings"]
                     .as_array()
@@ -349,7 +367,10 @@ fn webhook_validation_and_evaluate_decide_alike() {
                 assert_eq!(response["allowed"], false, "webhook: {context}");
                 assert_eq!(response["status"]["code"], 503, "webhook: {context}");
                 let message = response["status"]["message"].as_str().unwrap();
-                assert!(message.contains(&undecided.to_string()), "webhook: {message}");
+                assert!(
+                    message.contains(&undecided.to_string()),
+                    "webhook: {message}"
+                );
             }
         }
 
@@ -388,7 +409,10 @@ fn webhook_validation_and_evaluate_decide_alike() {
             match (&expected, &lines[0].decision) {
                 (Ok(d), Ok(got)) => assert_eq!(got, d, "evaluate: {context}"),
                 (Err(undecided), Err(message)) => {
-                    assert!(message.contains(&undecided.to_string()), "evaluate: {message}");
+                    assert!(
+                        message.contains(&undecided.to_string()),
+                        "evaluate: {message}"
+                    );
                 }
                 (want, got) => panic!("evaluate: {context}\nwant {want:?}\ngot {got:?}"),
             }

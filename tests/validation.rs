@@ -242,11 +242,29 @@ async fn running_pods_are_judged_again_and_reported() {
     let column = header.iter().position(|h| *h == "VIOLATIONS").unwrap();
     assert_eq!(row[column], "4", "{out}");
     let three = format!("binauthz_policy_violations{{policy=\"{policy}\"}} 4");
-    wait_for("the metric to count 4 violations", || async {
+    let metrics = wait_for("the metric to count 4 violations", || async {
         let text = http_get(operator.admin_port, "/metrics").await?;
-        text.lines().any(|l| l == three).then_some(()).ok_or(text)
+        text.lines()
+            .any(|l| l == three)
+            .then_some(text.clone())
+            .ok_or(text)
     })
     .await;
+    // One watch per resource kind, plus the leader's pods and the replica's Secret.
+    for resource in [
+        "attestors",
+        "imageattestations",
+        "attestationpolicies",
+        "namespaces",
+        "secrets",
+        "pods",
+    ] {
+        let line = format!("binauthz_watches{{resource=\"{resource}\"}} 1");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
 
     // A verified attestation for the signed digest: that pod no longer violates.
     let url = format!("registry.example/cv/app@{SIGNED}");

@@ -182,8 +182,7 @@ async fn relist(replicas: &[Replica], size: usize) -> Vec<Result<(u64, Duration)
                 continue;
             }
             peaks[i] = peaks[i].max(replica.rss());
-            if replica.lists() > lists[i] && http_get(replica.admin_port, "/readyz").await.is_ok()
-            {
+            if replica.lists() > lists[i] && http_get(replica.admin_port, "/readyz").await.is_ok() {
                 let took = back.elapsed();
                 let entries = replica.index_entries().await;
                 done[i] = Some(if entries == Some(size) {
@@ -193,7 +192,7 @@ async fn relist(replicas: &[Replica], size: usize) -> Vec<Result<(u64, Duration)
                 });
             } else if back.elapsed() > Duration::from_secs(180) {
                 done[i] = Some(Err(
-                    "the replica did not list again within 180 s of the restart".into()
+                    "the replica did not list again within 180 s of the restart".into(),
                 ));
             }
         }
@@ -323,7 +322,9 @@ impl Replica {
     fn start(size: usize, identity: &str) -> Self {
         let webhook_port = free_port();
         let admin_port = free_port();
-        let log = PLANE.state_dir().join(format!("binauthz-{size}-{identity}.log"));
+        let log = PLANE
+            .state_dir()
+            .join(format!("binauthz-{size}-{identity}.log"));
         // `binauthz run` logs to stdout; its errors go to stderr.
         let log_file = File::create(&log).expect("create the replica's log");
         let started = Instant::now();
@@ -478,7 +479,14 @@ fn report(rows: &[Row], base: [u64; 2]) {
     );
     println!("{}", "-".repeat(124));
     for (role, rss) in [(LEADER, base[0]), (STANDBY, base[1])] {
-        println!("{:>8}  {:<8}  {:>10}  {:>9}  {:>12}", 0, role, "", "", mib(rss));
+        println!(
+            "{:>8}  {:<8}  {:>10}  {:>9}  {:>12}",
+            0,
+            role,
+            "",
+            "",
+            mib(rss)
+        );
     }
     let mut at_10k: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
     for row in rows {

@@ -189,7 +189,7 @@ impl Writer {
                         }
                         Err(error) => {
                             tracing::warn!(attestation = %r.name, namespace = %r.namespace, %error, "cannot write attestation status");
-                            Some(format!("{}/{}", r.namespace, r.name))
+                            Some(crate::trust::object_key(Some(&r.namespace), &r.name))
                         }
                     }
                 }

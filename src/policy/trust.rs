@@ -17,54 +17,10 @@ pub trait Attestations {
 /// Why an attestation could not be put in the index.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrustIndexError {
-    /// The digest is not `sha256:` followed by 64 hex digits.
-    #[error("digest {0:?} is not sha256:<64 hex digits>; only sha256 digests can be attested")]
-    NotSha256(String),
     /// More distinct attestor names than the index can number.
     #[error("too many distinct attestor names in the trust index")]
     TooManyAttestors,
 }
-
-/// The 32 bytes of a `sha256:<hex>` digest, or `None` for any other form.
-///
-/// Hand-written because it is on the admission path: a table lookup per character and one
-/// check at the end is several times faster than a general hex decoder.
-pub(crate) fn sha256_bytes(digest: &Digest) -> Option<[u8; 32]> {
-    decode_sha256(digest.as_str())
-}
-
-/// `sha256:<64 hex digits>` to bytes.
-fn decode_sha256(s: &str) -> Option<[u8; 32]> {
-    let hex = s.strip_prefix("sha256:")?.as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut bytes = [0u8; 32];
-    let mut bad = 0u8;
-    for (out, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
-        let (hi, lo) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
-        bad |= hi | lo;
-        *out = (hi << 4) | (lo & 0x0f);
-    }
-    (bad & 0xf0 == 0).then_some(bytes)
-}
-
-/// Value of each hex digit (either case); `0xff` for any other byte.
-const HEX: [u8; 256] = {
-    let mut table = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        table[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        table[b'a' as usize + i] = 10 + i as u8;
-        table[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    table
-};
 
 /// One (digest, attestor) pair; 36 bytes, so an entry stays far under 300 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,10 +62,8 @@ impl TrustIndex {
     ) -> Result<(), TrustIndexError> {
         // An update replaces the attestation, even when the new content cannot be indexed.
         self.remove(attestation_key);
-        let bytes = sha256_bytes(digest)
-            .ok_or_else(|| TrustIndexError::NotSha256(digest.as_str().into()))?;
         let entry = Entry {
-            digest: bytes,
+            digest: *digest.as_bytes(),
             attestor: self.intern(attestor)?,
         };
         let count = self.entries.entry(entry).or_insert(0);
@@ -161,14 +115,11 @@ impl TrustIndex {
     /// Whether the attestation `attestation_key` is recorded as backing exactly `attestor`
     /// and `digest` (so recording it again would change nothing).
     pub fn records(&self, attestation_key: &str, attestor: &str, digest: &Digest) -> bool {
-        let (Some(entry), Some(&id), Some(bytes)) = (
-            self.keys.get(attestation_key),
-            self.ids.get(attestor),
-            sha256_bytes(digest),
-        ) else {
+        let (Some(entry), Some(&id)) = (self.keys.get(attestation_key), self.ids.get(attestor))
+        else {
             return false;
         };
-        entry.attestor == id && entry.digest == bytes
+        entry.attestor == id && entry.digest == *digest.as_bytes()
     }
 
     /// The keys (`namespace/name`) of every recorded attestation, in no particular order.
@@ -195,7 +146,7 @@ impl TrustIndex {
             .entries
             .keys()
             .filter(|e| e.attestor == id)
-            .map(|e| format!("sha256:{}", hex::encode(e.digest)))
+            .map(|e| Digest::from_sha256(e.digest).as_str().to_owned())
             .collect();
         out.sort_unstable();
         out
@@ -225,11 +176,9 @@ impl Attestations for TrustIndex {
         let Some(&id) = self.ids.get(attestor) else {
             return false;
         };
-        sha256_bytes(digest).is_some_and(|digest| {
-            self.entries.contains_key(&Entry {
-                digest,
-                attestor: id,
-            })
+        self.entries.contains_key(&Entry {
+            digest: *digest.as_bytes(),
+            attestor: id,
         })
     }
 }
@@ -322,30 +271,5 @@ mod tests {
         assert_eq!(t.verified_digest_count("build"), 0);
         t.insert("build", &digest('a'), "ns/a").unwrap();
         assert_eq!(t.verified_digest_count("build"), 1);
-    }
-
-    #[test]
-    fn digest_bytes_are_parsed_from_the_hex() {
-        let d = digest('f');
-        assert_eq!(sha256_bytes(&d), Some([0xff; 32]));
-        let hex = "00112233445566778899aabbccddeeff0123456789abcdef0fedcba987654321";
-        let d = Digest::parse(&format!("sha256:{hex}")).unwrap();
-        let mut want = [0u8; 32];
-        hex::decode_to_slice(hex, &mut want).unwrap();
-        assert_eq!(sha256_bytes(&d), Some(want));
-        assert_eq!(
-            decode_sha256(&format!("sha256:{}", hex.to_uppercase())),
-            Some(want)
-        );
-        for bad in [
-            format!("sha512:{hex}"),
-            format!("sha256:{}", &hex[1..]),
-            format!("sha256:{hex}0"),
-            format!("sha256:{}g", &hex[1..]),
-            format!("sha256:{}:", &hex[1..]),
-            format!("sha256:{}\u{e9}", &hex[2..]),
-        ] {
-            assert_eq!(decode_sha256(&bad), None, "{bad}");
-        }
     }
 }

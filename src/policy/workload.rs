@@ -77,6 +77,14 @@ impl WorkloadKind {
             _ => &["spec", "template"],
         }
     }
+
+    /// The same path as a prefix of the pod spec's fields: `spec.template.` (empty for a Pod).
+    pub fn template_prefix(self) -> String {
+        self.template_path()
+            .iter()
+            .map(|field| format!("{field}."))
+            .collect()
+    }
 }
 
 impl fmt::Display for WorkloadKind {

@@ -192,7 +192,9 @@ fn attestations_listed_before_their_attestors_wait_for_them() {
     assert!(!s.index().is_ready());
     let jobs = s.reset_attestors(vec![("build".to_owned(), key.attestor())]);
     assert_eq!(jobs.len(), 1);
-    assert!(matches!(s.outcome("ns/orphan"), Some(Outcome::Failed(f)) if f.reason == verify::Reason::AttestorNotFound));
+    assert!(
+        matches!(s.outcome("ns/orphan"), Some(Outcome::Failed(f)) if f.reason == verify::Reason::AttestorNotFound)
+    );
     assert!(s.kept("ns/orphan").is_none());
     run_all(&mut s, jobs);
     assert!(s.index().is_ready());

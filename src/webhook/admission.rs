@@ -331,15 +331,6 @@ fn parse(body: &[u8]) -> Result<ReviewIn, HttpError> {
     Ok(review)
 }
 
-/// JSON path prefix of the pod spec inside an object of this kind.
-fn template_prefix(kind: WorkloadKind) -> &'static str {
-    match kind {
-        WorkloadKind::Pod => "",
-        WorkloadKind::CronJob => "spec.jobTemplate.spec.template.",
-        _ => "spec.template.",
-    }
-}
-
 /// Every image reference the workload can pull (containers and image volumes alike).
 fn images(workload: &Workload) -> BTreeSet<&str> {
     workload.images.iter().map(|u| u.image.as_str()).collect()
@@ -519,7 +510,7 @@ fn respond(
     let warnings = decision.warnings();
     let audit_annotations = decision.audit_annotations();
     if !decision.allowed {
-        let prefix = template_prefix(kind);
+        let prefix = kind.template_prefix();
         let mut causes: Vec<StatusCause> = Vec::new();
         for verdict in &decision.denials {
             let message = verdict.cause();

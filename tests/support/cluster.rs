@@ -69,9 +69,10 @@ pub fn require_image_volumes() {
     let out = kubectl(["get", "--raw", "/metrics"]);
     let metrics = String::from_utf8_lossy(&out.stdout);
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("kubernetes_feature_enabled{name=\"ImageVolume\"") && l.ends_with(" 1")),
+        metrics.lines().any(
+            |l| l.starts_with("kubernetes_feature_enabled{name=\"ImageVolume\"")
+                && l.ends_with(" 1")
+        ),
         "the test control plane runs without --feature-gates=ImageVolume=true (an older one is \
          still running): restart it with `make cluster-down cluster-up`"
     );
