@@ -281,6 +281,8 @@ async fn service_account_rights_are_least_privilege() {
     assert!(!can_i(&sa, &["get", "pods/log", "-n", "default"]));
     assert!(!can_i(&sa, &["create", "pods/exec", "-n", "default"]));
     assert!(!can_i(&sa, &["patch", "namespaces"]));
+    // Nothing reads single objects of ours: list and watch only.
+    assert!(!can_i(&sa, &["get", "attestors.binauthz.dev"]));
     assert!(!can_i(&sa, &["get", "secrets", "-A"]));
     assert!(!can_i(&sa, &["get", "secrets", "-n", &ns]));
     assert!(!can_i(&sa, &["get", "secrets/other", "-n", &ns]));

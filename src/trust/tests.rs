@@ -765,3 +765,62 @@ mod watch_events {
         assert!(!state.index().is_synced(Resource::Namespaces));
     }
 }
+
+/// What the leader is told: only while it reports, only what changed, settled outcomes only.
+mod reports {
+    use super::*;
+    use crate::crd::ImageAttestationStatus;
+    use crate::trust::SeenStatus;
+
+    #[test]
+    fn the_leader_hears_of_changes_and_a_standby_keeps_no_record() {
+        let key = TestKey::new();
+        let a = key.attest("build", &url('a'));
+        let (mut s, _) = synced(&key, vec![("ns/a".into(), a.clone())]);
+        // A standby: changes are not recorded.
+        s.observe_attestation("ns/a", Some(1), None);
+        assert!(!s.is_reporting() && !s.has_reports());
+        assert!(s.reports(100, true).is_empty());
+
+        // Leading: everything is reported once.
+        s.set_reporting(true);
+        let first = s.reports(100, true);
+        assert_eq!(first.attestations.len(), 1);
+        let report = &first.attestations[0];
+        assert_eq!((report.namespace.as_str(), report.name.as_str()), ("ns", "a"));
+        assert_eq!(report.generation, Some(1));
+        let (key_id, digest) = report.result.as_ref().unwrap();
+        assert_eq!(&**key_id, key.id.as_str());
+        assert_eq!(*digest, d('a'));
+        assert_eq!(first.attestors.len(), 1);
+        assert!(first.policies_changed);
+        assert!(s.reports(100, true).is_empty(), "nothing new");
+
+        // Someone writes a status by hand: reported, so it can be put back.
+        let forged = ImageAttestationStatus {
+            verified_key_id: Some("forged".into()),
+            ..ImageAttestationStatus::default()
+        };
+        s.observe_attestation("ns/a", Some(1), Some(&forged));
+        let again = s.reports(100, true);
+        assert_eq!(again.attestations.len(), 1);
+        assert_eq!(
+            again.attestations[0].seen.map(|x| x.fingerprint),
+            Some(SeenStatus::fingerprint(&forged))
+        );
+
+        // A new content is reported once it settles, not while it is verified.
+        let jobs = s.apply_attestation("ns/a", key.attest("build", &url('b')));
+        assert!(s.reports(100, false).attestations.is_empty(), "pending");
+        run_all(&mut s, jobs);
+        assert_eq!(s.reports(100, false).attestations.len(), 1);
+        // Batches: the rest waits for the next call.
+        s.mark_all();
+        let batch = s.reports(0, false);
+        assert!(batch.attestations.is_empty() && s.has_reports());
+
+        // No longer leading: the record goes.
+        s.set_reporting(false);
+        assert!(!s.has_reports());
+    }
+}
