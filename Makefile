@@ -39,8 +39,20 @@ cluster-down:
 cluster-status:
 	@$(CLUSTER) status
 
-test: deps cluster-up
+test: deps cluster-up tools
 	cargo test --all-targets
+
+# Real tools the tests use, built from their Go modules at pinned versions, cached under
+# target/tools/NAME-VERSION (a new version is a new folder; nothing is rebuilt otherwise).
+TOOLS    := $(ROOT)/target/tools
+KREW     := $(TOOLS)/krew-v0.4.3/krew
+GO_TOOL   = CGO_ENABLED=0 GOTOOLCHAIN=local GOBIN=$(@D) go install -trimpath
+
+.PHONY: tools
+tools: $(KREW)
+
+$(KREW):
+	$(GO_TOOL) sigs.k8s.io/krew/cmd/krew@v0.4.3
 
 # The enforcement walkthrough, typed out: binauthz run + kubectl + gpg on the test control plane.
 demo: deps cluster-up
@@ -48,6 +60,59 @@ demo: deps cluster-up
 	@BINAUTHZ="$${CARGO_TARGET_DIR:-$(ROOT)/target}/debug/binauthz" \
 	  KUBECONFIG="$$(cd $(ROOT) && realpath -m "$${CLUSTER_DIR:-target/cluster}")/kubeconfig" \
 	  $(ROOT)/tests/demo.sh
+
+# ---- Installing the CLI ----
+# `make install` builds the release binary and installs it as $(PREFIX)/bin/binauthz, with
+# kubectl-binauthz beside it (kubectl finds plugins by that name). `install-bin BIN=...` installs
+# a binary already built (the tests use it); DESTDIR is honoured for packaging.
+PREFIX ?= /usr/local
+BIN    ?= $${CARGO_TARGET_DIR:-$(ROOT)/target}/release/binauthz
+
+.PHONY: install install-bin
+
+install:
+	cargo build --release --locked --bin binauthz
+	@$(MAKE) --no-print-directory install-bin
+
+install-bin:
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	install -m 0755 "$(BIN)" "$(DESTDIR)$(PREFIX)/bin/binauthz"
+	ln -sf binauthz "$(DESTDIR)$(PREFIX)/bin/kubectl-binauthz"
+
+# ---- Releasing: archives and the krew plugin manifest ----
+# `make dist` packs this platform's release binary as target/dist/binauthz-VERSION-OS-ARCH.tar.gz
+# (`dist-bin BIN=...` packs a binary already built). `make krew-manifest RELEASE_URL=...` renders
+# config/krew/binauthz.yaml with the checksums of the four platforms' archives.
+VERSION   ?= v$(shell sed -n 's/^version = "\(.*\)"/\1/p' $(ROOT)/Cargo.toml | head -1)
+DIST      ?= $${CARGO_TARGET_DIR:-$(ROOT)/target}/dist
+OS        ?= $(shell uname -s | tr A-Z a-z)
+ARCH      ?= $(shell uname -m | sed -e 's/x86_64/amd64/' -e 's/aarch64/arm64/')
+PLATFORMS := linux-amd64 linux-arm64 darwin-amd64 darwin-arm64
+
+.PHONY: dist dist-bin krew-manifest
+
+dist:
+	cargo build --release --locked --bin binauthz
+	@$(MAKE) --no-print-directory dist-bin
+
+dist-bin:
+	@set -e; stage=$$(mktemp -d); trap 'rm -rf "$$stage"' EXIT; \
+	  install -m 0755 "$(BIN)" "$$stage/binauthz"; cp "$(ROOT)/README.md" "$$stage/"; \
+	  mkdir -p "$(DIST)"; \
+	  tar -C "$$stage" --owner=0 --group=0 --mtime=@0 -czf "$(DIST)/binauthz-$(VERSION)-$(OS)-$(ARCH).tar.gz" binauthz README.md; \
+	  echo "$(DIST)/binauthz-$(VERSION)-$(OS)-$(ARCH).tar.gz"
+
+krew-manifest:
+	@set -e; test -n "$(RELEASE_URL)" || { echo "error: give RELEASE_URL, where the archives of $(VERSION) are published" >&2; exit 2; }; \
+	  args="-e s|\$${VERSION}|$(VERSION)|g -e s|\$${RELEASE_URL}|$(RELEASE_URL)|g"; \
+	  for p in $(PLATFORMS); do \
+	    archive="$(DIST)/binauthz-$(VERSION)-$$p.tar.gz"; \
+	    test -f "$$archive" || { echo "error: $$archive is missing: run make dist on $$p" >&2; exit 2; }; \
+	    var=SHA256_$$(echo $$p | tr a-z- A-Z_); \
+	    args="$$args -e s|\$${$$var}|$$(sha256sum "$$archive" | cut -d' ' -f1)|g"; \
+	  done; \
+	  sed -e "/^#/d" $$args "$(ROOT)/config/krew/binauthz.yaml" > "$(DIST)/binauthz.yaml"; \
+	  echo "$(DIST)/binauthz.yaml"
 
 
 # ---- Measured: benchmarks and fuzzing (README.md, "Benchmarks" and "Fuzzing") ----

@@ -6,12 +6,26 @@ use clap::{Args, Parser, Subcommand};
 
 /// Binary Authorization for any Kubernetes cluster: only images that trusted parties have signed may run.
 #[derive(Debug, Parser)]
-#[command(name = "binauthz", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "binauthz",
+    version,
+    long_version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BINAUTHZ_COMMIT"), ")"),
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = EXIT_STATUS
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit-status contract, shown under every command's help.
+const EXIT_STATUS: &str = "\
+Exit status: 0 when everything passed; 1 when something was refused (an attestation that does
+not verify, a denied workload); 2 when the input is wrong (an error, an invalid document,
+nothing to judge).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -20,18 +34,52 @@ pub enum Command {
     Crds(CrdsArgs),
     /// Print the payload to sign for an image, byte-identical to
     /// `gcloud container binauthz create-signature-payload`.
+    #[command(after_help = "\
+Examples:
+  binauthz create-signature-payload \\
+    --artifact-url gcr.io/my-project/app@sha256:845f77fab71033404f4cfceaa1ddb27b70c3551ceb22a5e7f4498cdda6c9daea \\
+    > payload.json")]
     CreateSignaturePayload(CreateSignaturePayloadArgs),
     /// Sign a payload with a PGP secret key or a PKIX (PEM) private key.
+    #[command(after_help = "\
+Examples:
+  # PGP (gpg --armor --sign does the same)
+  gpg --armor --export-secret-keys build@example.com > build.key
+  binauthz sign --payload-file payload.json --pgp-secret-key build.key --output signature.pgp
+
+  # PKIX
+  binauthz sign --payload-file payload.json --pkix-private-key ec.pem \\
+    --algorithm ECDSA_P256_SHA256 --output signature.bin")]
     Sign(SignArgs),
+    /// Work with public keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Work with ImageAttestations.
     #[command(subcommand)]
     Attestation(AttestationCommand),
     /// Verify every ImageAttestation in the inputs against the Attestors in the inputs, offline;
     /// exits 0 only when all verified.
+    #[command(after_help = "\
+Examples:
+  binauthz verify -f attestor.yaml -f attestations/
+  binauthz verify -f gitops/ --at 2027-06-01T00:00:00Z   # will the keys still be valid?
+  binauthz verify -f gitops/ -o json | jq '.results[] | select(.verdict == \"FAILED\")'
+
+Exit status: 0 all verified, 1 one did not, 2 bad input (no ImageAttestation, an invalid document).")]
     Verify(VerifyArgs),
     /// Decide, offline, for every workload in the inputs, against the policies, attestors and
     /// attestations in the inputs, with the webhook's engine and messages; exits 0 only when every
     /// workload is admitted.
+    #[command(after_help = "\
+Examples:
+  # Gate a pull request: workloads, policies, attestors and attestations of the repository
+  binauthz evaluate -f deploy/ -f binauthz/
+
+  # Rendered manifests on stdin; a CI-readable report
+  kustomize build overlays/prod | binauthz evaluate -f - -f binauthz/ -o json
+
+Exit status: 0 every workload admitted, 1 a workload denied, 2 bad input (an invalid document,
+a workload no AttestationPolicy governs unless --allow-ungoverned, no workload at all).")]
     Evaluate(EvaluateArgs),
     /// Move AttestationPolicies from and to Google Binary Authorization (gcloud's YAML).
     #[command(subcommand)]
@@ -41,6 +89,53 @@ pub enum Command {
     Attestor(AttestorCommand),
     /// Run the controller (leader only, elected by a Lease) and the admission webhook.
     Run(RunArgs),
+    /// Print the shell completion script for SHELL.
+    #[command(after_help = "\
+Examples:
+  binauthz completion bash > /etc/bash_completion.d/binauthz
+  binauthz completion zsh > \"${fpath[1]}/_binauthz\"
+  binauthz completion fish > ~/.config/fish/completions/binauthz.fish")]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the version, the commit it was built from, and what it supports.
+    Version {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+}
+
+/// How `verify`, `evaluate` and `version` print their results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One line per result and a summary line, for people.
+    #[default]
+    Text,
+    /// One JSON document (the schema is in the README).
+    Json,
+    /// The same document as YAML.
+    Yaml,
+}
+
+/// `binauthz key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the id an Attestor uses for a public key: the fingerprint of a PGP key, the
+    /// `ni:///sha-256;...` id of a PKIX key (what `--public-key-id` takes).
+    #[command(after_help = "\
+Examples:
+  gpg --armor --export build@example.com > build.asc && binauthz key id build.asc
+  openssl pkey -in ec.pem -pubout -out ec.pub && binauthz key id ec.pub
+  binauthz key id cosign.pub")]
+    Id {
+        /// The public key: armored PGP (`gpg --armor --export KEY`) or PEM (`-----BEGIN PUBLIC
+        /// KEY-----`); `-` is stdin.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// `binauthz policy ...`.
@@ -85,8 +180,39 @@ pub struct PolicyExportArgs {
 /// `binauthz attestor ...`.
 #[derive(Debug, Subcommand)]
 pub enum AttestorCommand {
+    /// Print an Attestor for public key files, each key checked as the cluster will use it.
+    #[command(after_help = "\
+Examples:
+  binauthz attestor create build --pgp-public-key-file build.asc > attestor.yaml
+  binauthz attestor create signer --pkix-public-key-file ec.pub > attestor.yaml
+  binauthz attestor create rsa --pkix-public-key-file rsa.pub --algorithm RSA_SIGN_PKCS1_2048_SHA256")]
+    Create(AttestorCreateArgs),
     /// Print the Attestor for `gcloud container binauthz attestors describe NAME --format=yaml` output.
     Import(AttestorImportArgs),
+}
+
+/// Arguments of `binauthz attestor create`.
+#[derive(Debug, Args)]
+pub struct AttestorCreateArgs {
+    /// Name of the Attestor (what policies list in requireAttestationsBy).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// An armored PGP public key (`gpg --armor --export KEY`); repeat for several.
+    #[arg(long, value_name = "FILE")]
+    pub pgp_public_key_file: Vec<PathBuf>,
+    /// A PEM public key (`openssl pkey -pubout`, cosign.pub); repeat for several.
+    #[arg(long, value_name = "FILE")]
+    pub pkix_public_key_file: Vec<PathBuf>,
+    /// Signature algorithm of the PKIX keys. Default: the only one that fits an EC or Ed25519
+    /// key; RSA keys need it (e.g. RSA_SIGN_PKCS1_2048_SHA256).
+    #[arg(long, value_name = "ALGORITHM")]
+    pub algorithm: Option<String>,
+    /// A custom id (RFC 3986 URI) for the one PKIX key. Default: its `ni:///sha-256;...` id.
+    #[arg(long, value_name = "ID")]
+    pub public_key_id: Option<String>,
+    /// Free-form description.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
 }
 
 /// Arguments of `binauthz attestor import`.
@@ -206,6 +332,13 @@ pub struct EvaluateArgs {
     /// Verify attestations as of this time (RFC 3339). Default: now.
     #[arg(long, value_name = "TIME")]
     pub at: Option<jiff::Timestamp>,
+    /// Admit workloads that no AttestationPolicy governs (as the cluster does) instead of
+    /// failing with exit status 2: say so when the inputs deliberately hold no policy for them.
+    #[arg(long)]
+    pub allow_ungoverned: bool,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// Arguments of `binauthz create-signature-payload`.
@@ -264,18 +397,29 @@ pub enum PgpMode {
 pub enum AttestationCommand {
     /// Print an ImageAttestation YAML document for a signature, like
     /// `gcloud container binauthz attestations create` (commit it to GitOps, or pipe it to kubectl apply -f -).
+    #[command(after_help = "\
+Examples:
+  binauthz attestation create --artifact-url \"$IMAGE\" --attestor build \\
+    --signature-file signature.pgp --public-key-id \"$(binauthz key id build.asc)\" \\
+    --attestor-file attestor.yaml --namespace prod > attestation.yaml")]
     Create(AttestationCreateArgs),
 }
 
 /// Arguments of `binauthz attestation create`.
 #[derive(Debug, Args)]
 pub struct AttestationCreateArgs {
-    /// The image by digest, e.g. gcr.io/my-project/app@sha256:<64 hex>.
+    /// The image by digest, e.g. gcr.io/my-project/app@sha256:<64 hex> (gcloud's
+    /// https://gcr.io/... form too).
     #[arg(long, value_name = "URL")]
     pub artifact_url: String,
-    /// Name of the Attestor that vouches for the image.
+    /// Name of the Attestor that vouches for the image (or gcloud's
+    /// projects/PROJECT/attestors/NAME).
     #[arg(long, value_name = "NAME")]
     pub attestor: String,
+    /// YAML holding the Attestor: the signature is verified with its keys before anything is
+    /// printed.
+    #[arg(long, value_name = "FILE")]
+    pub attestor_file: Option<PathBuf>,
     /// The signature: PGP (armored or binary) or PKIX (raw bytes); `-` is stdin.
     #[arg(long, value_name = "FILE")]
     pub signature_file: PathBuf,
@@ -303,6 +447,9 @@ pub struct VerifyArgs {
     /// Verify as of this time (RFC 3339), e.g. to check a key's expiry ahead. Default: now.
     #[arg(long, value_name = "TIME")]
     pub at: Option<jiff::Timestamp>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// Arguments of `binauthz crds`.

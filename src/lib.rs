@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod events;
 pub mod gcloud;
 pub mod image;
+pub mod input;
 pub mod manifests;
 pub mod metrics;
 pub mod payload;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use binauthz::cli::{AttestationCommand, AttestorCommand, Cli, Command, PolicyCommand};
+use binauthz::cli::{AttestationCommand, AttestorCommand, Cli, Command, KeyCommand, PolicyCommand};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -41,6 +41,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Attestor(AttestorCommand::Import(args)) => {
             print!("{}", binauthz::commands::attestor_import(&args)?);
         }
+        Command::Attestor(AttestorCommand::Create(args)) => {
+            print!("{}", binauthz::commands::attestor_create(&args)?);
+        }
+        Command::Key(KeyCommand::Id { file }) => print!("{}", binauthz::commands::key_id(&file)?),
+        Command::Completion { shell } => binauthz::commands::completion(shell)?,
+        Command::Version { output } => binauthz::commands::version(output)?,
     }
     Ok(ExitCode::SUCCESS)
 }

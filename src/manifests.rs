@@ -1,16 +1,27 @@
 //! Reading Kubernetes YAML from files, folders and stdin, the way GitOps repositories hold it:
 //! every document of every `.yaml`/`.yml`/`.json` file, typed where it is one of ours.
+//!
+//! Documents of binauthz's kinds are held to what the API server enforces
+//! ([`crate::crd::validate`]: schema, unknown fields, CEL rules, names) and may be defined once
+//! each, so an offline verdict is the cluster's. Every input is bounded: bytes per file and in
+//! all ([`crate::input`]), files, documents, nesting.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::crd::{AttestationPolicy, Attestor, GROUP, ImageAttestation};
+use crate::crd::{AttestationPolicy, Attestor, GROUP, ImageAttestation, validate};
+use crate::input::{self, InputError};
 
 /// Largest file read, so a stray archive or a hostile input cannot exhaust memory.
-pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+pub const MAX_FILE_BYTES: u64 = input::MAX_MANIFEST_BYTES;
+/// Most bytes read over all inputs of one command.
+pub const MAX_TOTAL_BYTES: u64 = 256 * 1024 * 1024;
+/// Most files read from folders.
+pub const MAX_FILES: usize = 100_000;
+/// Most documents read over all inputs.
+pub const MAX_DOCUMENTS: usize = 500_000;
 
 /// Where a document came from: `path` (or `-`) and its 1-based index in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,12 +60,20 @@ pub struct Manifests {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Every other document (workloads among them).
     pub others: Vec<Other>,
+    /// Where each object of ours (and each Namespace) was defined: `Kind namespace/name`.
+    defined: BTreeMap<String, Source>,
+    /// Bytes and documents read so far.
+    bytes: u64,
+    documents: usize,
 }
 
 /// Why the inputs could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// A path could not be read.
+    /// A path could not be read, or is too large, too deep or not text.
+    #[error("{0}")]
+    Input(#[from] InputError),
+    /// A folder could not be walked.
     #[error("{path}: {source}")]
     Io {
         /// The path.
@@ -62,15 +81,13 @@ pub enum ManifestError {
         /// What went wrong.
         source: std::io::Error,
     },
-    /// A file is larger than [`MAX_FILE_BYTES`].
-    #[error(
-        "{path}: file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit; split it or pass only the manifests"
-    )]
-    TooLarge {
-        /// The path.
+    /// More files, bytes or documents than one command reads.
+    #[error("{path}: {what}; pass only the manifests to judge")]
+    TooMany {
+        /// Where the limit was passed.
         path: String,
-        /// Its size.
-        size: u64,
+        /// Which limit.
+        what: String,
     },
     /// A document is not valid YAML.
     #[error("{path}: not valid YAML: {message}")]
@@ -90,6 +107,27 @@ pub enum ManifestError {
         /// What is wrong.
         message: String,
     },
+    /// A document of one of our kinds would be refused by the API server: every problem, one
+    /// line each.
+    #[error("{}", problems.iter().map(|p| format!("{document}: {p}")).collect::<Vec<_>>().join("\n"))]
+    Refused {
+        /// Where it came from, its kind and name.
+        document: String,
+        /// What the API server would say.
+        problems: Vec<validate::Problem>,
+    },
+    /// The same object is defined twice: the verdict would depend on the order of the files.
+    #[error(
+        "{again}: {object} is also defined in {first}; define each object once (the cluster keeps only the last applied)"
+    )]
+    Duplicate {
+        /// `Kind namespace/name`.
+        object: String,
+        /// The first definition.
+        first: Source,
+        /// The second.
+        again: Source,
+    },
 }
 
 impl Manifests {
@@ -97,23 +135,7 @@ impl Manifests {
     pub fn load(paths: &[PathBuf]) -> Result<Self, ManifestError> {
         let mut manifests = Self::default();
         for path in paths {
-            if path.as_os_str() == "-" {
-                let mut text = String::new();
-                std::io::stdin()
-                    .take(MAX_FILE_BYTES + 1)
-                    .read_to_string(&mut text)
-                    .map_err(|source| ManifestError::Io {
-                        path: "-".into(),
-                        source,
-                    })?;
-                if text.len() as u64 > MAX_FILE_BYTES {
-                    return Err(ManifestError::TooLarge {
-                        path: "-".into(),
-                        size: text.len() as u64,
-                    });
-                }
-                manifests.add_text("-", &text)?;
-            } else if path.is_dir() {
+            if path.as_os_str() != "-" && path.is_dir() {
                 let mut files = Vec::new();
                 for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
                     let entry = entry.map_err(|e| ManifestError::Io {
@@ -122,6 +144,12 @@ impl Manifests {
                     })?;
                     if entry.file_type().is_file() && is_manifest_file(entry.path()) {
                         files.push(entry.into_path());
+                        if files.len() > MAX_FILES {
+                            return Err(ManifestError::TooMany {
+                                path: path.display().to_string(),
+                                what: format!("more than {MAX_FILES} manifest files"),
+                            });
+                        }
                     }
                 }
                 for file in files {
@@ -134,24 +162,30 @@ impl Manifests {
         Ok(manifests)
     }
 
-    /// Read one file.
+    /// Read one file (`-` is stdin; pipes and devices too, bounded alike).
     pub fn add_file(&mut self, path: &Path) -> Result<(), ManifestError> {
-        let shown = path.display().to_string();
-        let io = |source| ManifestError::Io {
-            path: shown.clone(),
-            source,
-        };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_FILE_BYTES {
-            return Err(ManifestError::TooLarge { path: shown, size });
+        let text = input::read_text(path, input::MANIFESTS)?;
+        self.bytes += text.len() as u64;
+        if self.bytes > MAX_TOTAL_BYTES {
+            return Err(ManifestError::TooMany {
+                path: path.display().to_string(),
+                what: format!("more than {MAX_TOTAL_BYTES} bytes of manifests in all"),
+            });
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        self.add_text(&shown, &text)
+        self.add_text(&input::show(path), &text)
     }
 
     /// Read every document of one YAML (or JSON) text.
     pub fn add_text(&mut self, path: &str, text: &str) -> Result<(), ManifestError> {
+        input::check_depth(path, text)?;
         for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            self.documents += 1;
+            if self.documents > MAX_DOCUMENTS {
+                return Err(ManifestError::TooMany {
+                    path: path.to_owned(),
+                    what: format!("more than {MAX_DOCUMENTS} documents in all"),
+                });
+            }
             let value: serde_yaml::Value =
                 serde::Deserialize::deserialize(document).map_err(|e| ManifestError::Yaml {
                     path: path.to_owned(),
@@ -193,23 +227,46 @@ impl Manifests {
                     }
                 }
             }
-            (true, "Attestor") => {
-                let typed = typed(&source, &kind, value)?;
-                self.attestors.push((source, typed));
-            }
-            (true, "AttestationPolicy") => {
-                let typed = typed(&source, &kind, value)?;
-                self.policies.push((source, typed));
-            }
-            (true, "ImageAttestation") => {
-                let typed = typed(&source, &kind, value)?;
-                self.attestations.push((source, typed));
+            (true, _) => {
+                let name = value
+                    .pointer("/metadata/name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("<unnamed>")
+                    .to_owned();
+                if let Err(problems) = validate::check(&value) {
+                    return Err(ManifestError::Refused {
+                        document: format!("{source} {kind} {name}"),
+                        problems,
+                    });
+                }
+                match kind.as_str() {
+                    "Attestor" => {
+                        self.define(format!("Attestor {name}"), &source)?;
+                        let typed = typed(&source, &kind, value)?;
+                        self.attestors.push((source, typed));
+                    }
+                    "AttestationPolicy" => {
+                        self.define(format!("AttestationPolicy {name}"), &source)?;
+                        let typed = typed(&source, &kind, value)?;
+                        self.policies.push((source, typed));
+                    }
+                    _ => {
+                        let namespace = value
+                            .pointer("/metadata/namespace")
+                            .and_then(|n| n.as_str())
+                            .unwrap_or("default");
+                        self.define(format!("ImageAttestation {namespace}/{name}"), &source)?;
+                        let typed = typed(&source, &kind, value)?;
+                        self.attestations.push((source, typed));
+                    }
+                }
             }
             (false, "Namespace") if api_version == "v1" => {
                 let name = value
                     .pointer("/metadata/name")
                     .and_then(|n| n.as_str())
                     .unwrap_or_default();
+                self.define(format!("Namespace {name}"), &source)?;
                 let labels = value
                     .pointer("/metadata/labels")
                     .and_then(|l| l.as_object())
@@ -225,6 +282,21 @@ impl Manifests {
             }
             _ => self.others.push(Other { source, value }),
         }
+        Ok(())
+    }
+}
+
+impl Manifests {
+    /// Record where an object is defined; a second definition is an error.
+    fn define(&mut self, object: String, source: &Source) -> Result<(), ManifestError> {
+        if let Some(first) = self.defined.get(&object) {
+            return Err(ManifestError::Duplicate {
+                object,
+                first: first.clone(),
+                again: source.clone(),
+            });
+        }
+        self.defined.insert(object, source.clone());
         Ok(())
     }
 }

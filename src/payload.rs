@@ -167,6 +167,13 @@ pub fn split_artifact_url(artifact_url: &str) -> Result<(&str, Digest), PayloadE
     Ok((docker_reference, digest))
 }
 
+/// An artifact URL as an image reference: gcloud's forms (`https://gcr.io/...`) without the
+/// scheme, once [`split_artifact_url`] accepts it.
+pub fn without_scheme(artifact_url: &str) -> Result<&str, PayloadError> {
+    split_artifact_url(artifact_url)?;
+    strip_scheme(artifact_url)
+}
+
 /// `ReplaceImageUrlScheme(url, scheme='')`: drop `scheme://`, or leading slashes.
 fn strip_scheme(url: &str) -> Result<&str, PayloadError> {
     // Python's urlsplit: a scheme is a letter then letters, digits, '+', '-', '.' up to the

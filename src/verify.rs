@@ -142,6 +142,31 @@ impl AttestorKeys {
         })
     }
 
+    /// The attestor's key ids, and why any key cannot be used: what a signature naming an
+    /// unknown key should have named.
+    pub fn describe_keys(&self) -> String {
+        if self.keys.is_empty() {
+            return "it has no key in spec.publicKeys".to_owned();
+        }
+        let ids: Vec<&str> = self
+            .keys
+            .iter()
+            .filter(|k| k.key.is_ok())
+            .filter_map(|k| k.id.as_deref())
+            .collect();
+        let mut parts = vec![if ids.is_empty() {
+            "none of its keys can be used".to_owned()
+        } else {
+            format!("its keys: {}", ids.join(", "))
+        }];
+        parts.extend(
+            self.keys
+                .iter()
+                .filter_map(|k| k.key.as_ref().err().cloned()),
+        );
+        parts.join("; ")
+    }
+
     /// Per-key status, as written to `Attestor.status.keys`.
     pub fn key_statuses(&self, now: jiff::Timestamp) -> Vec<KeyStatus> {
         self.keys
@@ -402,8 +427,10 @@ fn verify_one(
         return Err(Failure::new(
             Reason::KeyNotFound,
             format!(
-                "{field}.publicKeyId {} is not a key of Attestor {}",
-                signature.public_key_id, attestor.name
+                "{field}.publicKeyId {} is not a key of Attestor {} ({})",
+                signature.public_key_id,
+                attestor.name,
+                attestor.describe_keys()
             ),
         ));
     };
@@ -439,7 +466,15 @@ fn verify_one(
             ),
         ));
     }
-    let payload = payload::parse(&signed)
+    check_payload(&signed, image, digest)?;
+    Ok(loaded.id.clone().unwrap_or_default())
+}
+
+/// Whether a signed payload vouches for `image` (its repository) at `digest`: the checks after
+/// the signature, shared with `binauthz attestation create`, which runs them before anything
+/// is signed into an object.
+pub fn check_payload(signed: &[u8], image: &ImageRef, digest: &Digest) -> Result<(), Failure> {
+    let payload = payload::parse(signed)
         .map_err(|e| Failure::new(Reason::MalformedPayload, format!("signed payload: {e}")))?;
     if payload.manifest_digest != *digest {
         return Err(Failure::new(
@@ -461,5 +496,5 @@ fn verify_one(
             ),
         ));
     }
-    Ok(loaded.id.clone().unwrap_or_default())
+    Ok(())
 }

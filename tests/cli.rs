@@ -382,7 +382,7 @@ fn bad_input_gives_one_clear_error_line() {
         &public,
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("too large"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("over the limit"), "{}", stderr(&out));
 
     // Garbage signatures are reported per attestation, not as a crash.
     let folder = dir.path().join("garbage");

@@ -235,7 +235,14 @@ fn every_attestation_verifies_now_and_for_years() {
             "{at:?}: {text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(text.lines().count(), manifests.attestations.len(), "{text}");
+        let count = manifests.attestations.len();
+        assert_eq!(text.lines().count(), count + 1, "{text}");
+        assert!(
+            text.ends_with(&format!(
+                "Summary: {count} attestations: {count} verified, 0 failed\n"
+            )),
+            "{text}"
+        );
         for (_, attestation) in &manifests.attestations {
             let expected = format!(
                 "VERIFIED {}/{} {} key {}\n",
@@ -258,12 +265,14 @@ fn evaluate_decides_every_workload_as_documented() {
 ADMITTED Pod ci/build-web
 ADMITTED CronJob payments/settle
 DENIED   Pod prod/debug: {WEB_TAG_DENIED}
+  why: us-docker.pkg.dev/example-project/apps/web:1.4 is named by tag, and attestations name digests: pin it as us-docker.pkg.dev/example-project/apps/web@sha256:<digest>
 BREAKGLASS Pod prod/hotfix
   warning: break glass: Image us-docker.pkg.dev/example-project/apps/web:1.4-hotfix would be denied: Image us-docker.pkg.dev/example-project/apps/web:1.4-hotfix denied by Binary Authorization default admission rule of policy cluster. Image us-docker.pkg.dev/example-project/apps/web:1.4-hotfix denied by attestor build: Expected digest with sha256 scheme, but got tag or malformed digest
 ADMITTED Deployment prod/web
 ADMITTED Pod sandbox/scratch
 ADMITTED Pod staging/preview
   warning: dry run: Image us-docker.pkg.dev/example-project/apps/web:1.5-rc.1 would be denied: Image us-docker.pkg.dev/example-project/apps/web:1.5-rc.1 denied by Binary Authorization namespace admission rule for staging of policy cluster. Image us-docker.pkg.dev/example-project/apps/web:1.5-rc.1 denied by attestor build: Expected digest with sha256 scheme, but got tag or malformed digest
+Summary: 7 workloads: 5 admitted, 1 breakglass, 1 denied
 "
     );
     for at in [None, Some("2036-01-01T00:00:00Z")] {
@@ -314,6 +323,8 @@ ADMITTED Pod staging/preview
         "-f",
         "examples/policies",
         "-f",
+        "examples/workloads/namespaces.yaml",
+        "-f",
         "examples/workloads/payments-settle-cronjob.yaml",
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -324,6 +335,46 @@ ADMITTED Pod staging/preview
     );
     assert!(
         text.contains("denied by attestor qa: No attestations found that were valid and signed by a key trusted by the attestor"),
+        "{text}"
+    );
+    // The denial says what the inputs hold for the digest, and what they lack.
+    assert!(
+        text.contains("\n  why: attestation payments/build-6868e83de35c465d (examples/attestations/settle-build.yaml (document 1)) is by attestor build, not qa\n"),
+        "{text}"
+    );
+    // A signature that does not verify is named with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let tampered = std::fs::read_to_string(examples().join("attestations/settle-qa.yaml"))
+        .unwrap()
+        .replace(
+            "publicKeyId: ni:///sha-256;",
+            "publicKeyId: ni:///sha-256;x",
+        );
+    let tampered_file = dir.path().join("settle-qa.yaml");
+    std::fs::write(&tampered_file, tampered).unwrap();
+    let out = binauthz(&[
+        "evaluate",
+        "-f",
+        "examples/attestors",
+        "-f",
+        "examples/attestations/settle-build.yaml",
+        "-f",
+        tampered_file.to_str().unwrap(),
+        "-f",
+        "examples/policies",
+        "-f",
+        "examples/workloads/namespaces.yaml",
+        "-f",
+        "examples/workloads/payments-settle-cronjob.yaml",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("by attestor qa does not verify: KeyNotFound: spec.signatures[0].publicKeyId ni:///sha-256;x"),
+        "{text}"
+    );
+    assert!(
+        text.contains("is not a key of Attestor qa (its keys: ni:///sha-256;"),
         "{text}"
     );
 }

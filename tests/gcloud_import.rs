@@ -282,8 +282,10 @@ spec:
         text,
         "\
 DENIED   Pod prod/web: Image us-docker.pkg.dev/example-project/apps/web:1.0 denied by Binary Authorization namespace admission rule for prod of policy example-project. Image us-docker.pkg.dev/example-project/apps/web:1.0 denied by attestor secure-build: Expected digest with sha256 scheme, but got tag or malformed digest Image us-docker.pkg.dev/example-project/apps/web:1.0 denied by attestor prod-qualified: Expected digest with sha256 scheme, but got tag or malformed digest
+  why: us-docker.pkg.dev/example-project/apps/web:1.0 is named by tag, and attestations name digests: pin it as us-docker.pkg.dev/example-project/apps/web@sha256:<digest>
 ADMITTED Pod prod/tool
 ADMITTED Pod dev/web
+Summary: 3 workloads: 2 admitted, 1 denied
 "
     );
 }
@@ -384,7 +386,7 @@ fn policy_errors() -> Vec<(&'static str, &'static str, bool)> {
         ),
         (
             "defaultAdmissionRule:\n  evaluationMode: REQUIRE_ATTESTATION\n  requireAttestationsBy: [projects/p/attestors/Secure_Build]\n",
-            "defaultAdmissionRule.requireAttestationsBy[0]: attestor Secure_Build is not a Kubernetes object name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit); rename the attestor",
+            "defaultAdmissionRule.requireAttestationsBy[0]: attestor Secure_Build is not a Kubernetes object name (at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit); rename the attestor",
             false,
         ),
         (
@@ -795,7 +797,7 @@ fn attestor_errors() -> Vec<(String, &'static str, bool)> {
         ),
         (
             "name: projects/example-project/attestors/Build_Attestor\nuserOwnedGrafeasNote: {noteReference: projects/example-project/notes/n}\n".to_owned(),
-            "name: attestor Build_Attestor is not a Kubernetes object name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit); pass --name",
+            "name: attestor Build_Attestor is not a Kubernetes object name (at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit); pass --name",
             false,
         ),
         (
@@ -991,7 +993,7 @@ spec:
   description: 'Payments: \"strict\" policy, owned by team-\u{03b1}; see https://example.com/a#b, and text long enough to be folded by a YAML printer'
   globalPolicyEvaluationMode: DISABLE
   admissionWhitelistPatterns:
-  - namePattern: '*.gcr.io/p/x'
+  - namePattern: '!gcr.io/p/x'
   - namePattern: gcr.io/p/img@sha256:*
   - namePattern: 'gcr.io/p/yes:on'
   defaultAdmissionRule: {evaluationMode: REQUIRE_ATTESTATION, requireAttestationsBy: [a, b.c]}
@@ -1090,7 +1092,11 @@ fn container_analysis_attestations_become_image_attestations() {
         write(&repo, &format!("attestation-{i}.yaml"), yaml);
     }
     let verified = ok(&["verify", "-f", repo.to_str().unwrap()]);
-    assert_eq!(verified.lines().count(), 2, "{verified}");
+    assert_eq!(verified.lines().count(), 3, "{verified}");
+    assert!(
+        verified.ends_with("Summary: 2 attestations: 2 verified, 0 failed\n"),
+        "{verified}"
+    );
     assert!(verified.contains(&format!("key {KMS_ID}\n")), "{verified}");
     assert!(
         verified.contains(&format!("key {FIXTURE_EC_ID}\n")),

@@ -103,8 +103,17 @@ pub struct AdmissionWhitelistPattern {
     /// Image name pattern: exact, or ending in `*` (within a path segment) or `**` (across
     /// segments), wildcards only after the registry.
     #[schemars(length(max = super::limits::ARTIFACT_URL))]
+    #[x_kube(validation = kube::core::Rule::new(NAME_PATTERN_RULE).message(
+        "a namePattern is an image name, or one ending in * (one path segment) or ** (any depth) after registry/, without whitespace (e.g. gcr.io/my-project/*)"
+    ))]
     pub name_pattern: String,
 }
+
+/// The CEL form of the allowlist pattern rules (`policy::allowlist`, which also holds patterns
+/// stored before this rule): not empty, no white space (Unicode's, as Rust's
+/// `char::is_whitespace`), wildcards only at the end, at most two, after a non-empty
+/// `registry/`. A test runs both on the same patterns.
+pub const NAME_PATTERN_RULE: &str = r"self.matches('^[^*\\s\\x0B\\x{85}\\p{Z}]+$') || self.matches('^[^*/\\s\\x0B\\x{85}\\p{Z}]+/[^*\\s\\x0B\\x{85}\\p{Z}]*[*]{1,2}$')";
 
 /// How images are judged under one rule, as Binary Authorization's `AdmissionRule`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]

@@ -12,11 +12,12 @@ pub mod conditions;
 #[allow(clippy::duplicated_attributes)]
 mod image_attestation;
 pub mod limits;
+pub mod validate;
 
 pub use attestation_policy::{
     AdmissionRule, AdmissionWhitelistPattern, AttestationPolicy, AttestationPolicySpec,
     AttestationPolicyStatus, Breakglass, EnforcementMode, EvaluationMode,
-    GlobalPolicyEvaluationMode, PodViolation, RequiredAttestorAllowlist,
+    GlobalPolicyEvaluationMode, NAME_PATTERN_RULE, PodViolation, RequiredAttestorAllowlist,
 };
 pub use attestor::{
     Attestor, AttestorPublicKey, AttestorSpec, AttestorStatus, KeyStatus, PkixPublicKey,

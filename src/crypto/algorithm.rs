@@ -115,6 +115,25 @@ pub enum KeyShape {
     Ed25519,
 }
 
+impl KeyShape {
+    /// The algorithms that fit this key (canonical names only).
+    pub fn algorithms(self) -> Vec<SignatureAlgorithm> {
+        SignatureAlgorithm::ALL
+            .into_iter()
+            .filter(|a| a.canonical() == *a && a.key_shape() == self)
+            .collect()
+    }
+
+    /// The one algorithm that fits, when only one does (EC curves, Ed25519); RSA keys have a
+    /// choice of padding and hash.
+    pub fn only_algorithm(self) -> Option<SignatureAlgorithm> {
+        match self.algorithms().as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for KeyShape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

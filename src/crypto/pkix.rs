@@ -66,104 +66,8 @@ impl PkixPublicKey {
         algorithm: SignatureAlgorithm,
         id: Option<&str>,
     ) -> Result<Self, KeyError> {
-        if pem.len() > MAX_INPUT_LEN {
-            return Err(KeyError::TooLarge {
-                input: PUBLIC_KEY_INPUT,
-                len: pem.len(),
-            });
-        }
-        if pem.trim().is_empty() {
-            return Err(KeyError::Empty {
-                input: PUBLIC_KEY_INPUT,
-                fix: PUBLIC_KEY_FIX,
-            });
-        }
-        let blocks = pem_blocks(pem, true).map_err(|reason| KeyError::Malformed {
-            input: PUBLIC_KEY_INPUT,
-            reason,
-            fix: PUBLIC_KEY_FIX,
-        })?;
-        let block = match blocks.as_slice() {
-            [one] => one,
-            [] => {
-                return Err(KeyError::Malformed {
-                    input: PUBLIC_KEY_INPUT,
-                    reason: "there is no `-----BEGIN PUBLIC KEY-----` line".to_string(),
-                    fix: PUBLIC_KEY_FIX,
-                });
-            }
-            several => {
-                return Err(KeyError::SeveralKeys {
-                    input: PUBLIC_KEY_INPUT,
-                    count: several.len(),
-                    names: several
-                        .iter()
-                        .map(|b| b.label.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    fix: "one PEM `PUBLIC KEY` block per key; list several keys separately",
-                });
-            }
-        };
-        if block.label != "PUBLIC KEY" {
-            return Err(KeyError::WrongKind {
-                input: PUBLIC_KEY_INPUT,
-                found: format!("a `{}` PEM block", block.label),
-                expected: "a `PUBLIC KEY` (SubjectPublicKeyInfo) block",
-                fix: public_label_fix(&block.label).to_string(),
-            });
-        }
-        let spki_der = block.der.clone();
-        let spki = spki::SubjectPublicKeyInfoRef::try_from(spki_der.as_slice()).map_err(|e| {
-            KeyError::Malformed {
-                input: PUBLIC_KEY_INPUT,
-                reason: format!("not a DER SubjectPublicKeyInfo ({e})"),
-                fix: PUBLIC_KEY_FIX,
-            }
-        })?;
-        let key_oid = spki.algorithm.oid;
-        let (found, key_bytes) = if key_oid == OID_RSA || key_oid == OID_RSA_PSS {
-            // RSASSA-PSS-restricted keys (openssl genpkey -algorithm RSA-PSS) carry the same
-            // RSAPublicKey; aws-lc-rs takes it as PKCS#1.
-            let pkcs1 = spki.subject_public_key.raw_bytes().to_vec();
-            let bits =
-                RsaParameters::public_modulus_len(&pkcs1).map_err(|_| KeyError::Malformed {
-                    input: PUBLIC_KEY_INPUT,
-                    reason: "the RSA public key does not parse".to_string(),
-                    fix: PUBLIC_KEY_FIX,
-                })?;
-            (Some(KeyShape::Rsa(bits)), pkcs1)
-        } else if key_oid == OID_EC {
-            let curve = spki
-                .algorithm
-                .parameters
-                .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
-            let shape = match curve {
-                Some(c) if c == OID_P256 => Some(KeyShape::P256),
-                Some(c) if c == OID_P384 => Some(KeyShape::P384),
-                Some(c) if c == OID_P521 => Some(KeyShape::P521),
-                other => {
-                    return Err(KeyError::Unsupported {
-                        input: PUBLIC_KEY_INPUT,
-                        reason: format!(
-                            "the EC key is on curve {}, which no signatureAlgorithm supports: use a P-256, P-384 or P-521 key",
-                            curve_name(other)
-                        ),
-                    });
-                }
-            };
-            (shape, spki_der.clone())
-        } else if key_oid == OID_ED25519 {
-            (Some(KeyShape::Ed25519), spki_der.clone())
-        } else {
-            return Err(KeyError::Unsupported {
-                input: PUBLIC_KEY_INPUT,
-                reason: format!(
-                    "{} keys are not supported: use an RSA, EC P-256/P-384/P-521 or Ed25519 key",
-                    oid_name(&key_oid)
-                ),
-            });
-        };
+        let (spki_der, found, key_bytes) = read_spki_pem(pem)?;
+        let found = Some(found);
         let needed = algorithm.key_shape();
         if found != Some(needed) {
             return Err(KeyError::AlgorithmMismatch {
@@ -422,6 +326,127 @@ pub fn sign(
             Ok(pair.sign(&message).as_ref().to_vec())
         }
     }
+}
+
+/// A PEM `PUBLIC KEY` read without an algorithm: its SubjectPublicKeyInfo DER, its shape, and
+/// the bytes aws-lc-rs takes.
+fn read_spki_pem(pem: &str) -> Result<(Vec<u8>, KeyShape, Vec<u8>), KeyError> {
+    if pem.len() > MAX_INPUT_LEN {
+        return Err(KeyError::TooLarge {
+            input: PUBLIC_KEY_INPUT,
+            len: pem.len(),
+        });
+    }
+    if pem.trim().is_empty() {
+        return Err(KeyError::Empty {
+            input: PUBLIC_KEY_INPUT,
+            fix: PUBLIC_KEY_FIX,
+        });
+    }
+    let blocks = pem_blocks(pem, true).map_err(|reason| KeyError::Malformed {
+        input: PUBLIC_KEY_INPUT,
+        reason,
+        fix: PUBLIC_KEY_FIX,
+    })?;
+    let block = match blocks.as_slice() {
+        [one] => one,
+        [] => {
+            return Err(KeyError::Malformed {
+                input: PUBLIC_KEY_INPUT,
+                reason: "there is no `-----BEGIN PUBLIC KEY-----` line".to_string(),
+                fix: PUBLIC_KEY_FIX,
+            });
+        }
+        several => {
+            return Err(KeyError::SeveralKeys {
+                input: PUBLIC_KEY_INPUT,
+                count: several.len(),
+                names: several
+                    .iter()
+                    .map(|b| b.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fix: "one PEM `PUBLIC KEY` block per key; list several keys separately",
+            });
+        }
+    };
+    if block.label != "PUBLIC KEY" {
+        return Err(KeyError::WrongKind {
+            input: PUBLIC_KEY_INPUT,
+            found: format!("a `{}` PEM block", block.label),
+            expected: "a `PUBLIC KEY` (SubjectPublicKeyInfo) block",
+            fix: public_label_fix(&block.label).to_string(),
+        });
+    }
+    let spki_der = block.der.clone();
+    let spki = spki::SubjectPublicKeyInfoRef::try_from(spki_der.as_slice()).map_err(|e| {
+        KeyError::Malformed {
+            input: PUBLIC_KEY_INPUT,
+            reason: format!("not a DER SubjectPublicKeyInfo ({e})"),
+            fix: PUBLIC_KEY_FIX,
+        }
+    })?;
+    let key_oid = spki.algorithm.oid;
+    let (shape, key_bytes) = if key_oid == OID_RSA || key_oid == OID_RSA_PSS {
+        // RSASSA-PSS-restricted keys (openssl genpkey -algorithm RSA-PSS) carry the same
+        // RSAPublicKey; aws-lc-rs takes it as PKCS#1.
+        let pkcs1 = spki.subject_public_key.raw_bytes().to_vec();
+        let bits = RsaParameters::public_modulus_len(&pkcs1).map_err(|_| KeyError::Malformed {
+            input: PUBLIC_KEY_INPUT,
+            reason: "the RSA public key does not parse".to_string(),
+            fix: PUBLIC_KEY_FIX,
+        })?;
+        (KeyShape::Rsa(bits), pkcs1)
+    } else if key_oid == OID_EC {
+        let curve = spki
+            .algorithm
+            .parameters
+            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+        let shape = match curve {
+            Some(c) if c == OID_P256 => KeyShape::P256,
+            Some(c) if c == OID_P384 => KeyShape::P384,
+            Some(c) if c == OID_P521 => KeyShape::P521,
+            other => {
+                return Err(KeyError::Unsupported {
+                    input: PUBLIC_KEY_INPUT,
+                    reason: format!(
+                        "the EC key is on curve {}, which no signatureAlgorithm supports: use a P-256, P-384 or P-521 key",
+                        curve_name(other)
+                    ),
+                });
+            }
+        };
+        (shape, spki_der.clone())
+    } else if key_oid == OID_ED25519 {
+        (KeyShape::Ed25519, spki_der.clone())
+    } else {
+        return Err(KeyError::Unsupported {
+            input: PUBLIC_KEY_INPUT,
+            reason: format!(
+                "{} keys are not supported: use an RSA, EC P-256/P-384/P-521 or Ed25519 key",
+                oid_name(&key_oid)
+            ),
+        });
+    };
+    Ok((spki_der, shape, key_bytes))
+}
+
+/// What a PEM public key is, before an algorithm is chosen for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The id an Attestor gives it when none is set: `ni:///sha-256;...`.
+    pub default_id: String,
+    /// RSA with its size, or the curve.
+    pub shape: KeyShape,
+}
+
+/// Read a PEM `PUBLIC KEY` for `binauthz key id` and `binauthz attestor create`.
+pub fn inspect(pem: &str) -> Result<KeyInfo, KeyError> {
+    let (spki_der, shape, _) = read_spki_pem(pem)?;
+    Ok(KeyInfo {
+        default_id: PkixPublicKey::default_id(&spki_der),
+        shape,
+    })
 }
 
 /// Check a custom key id: an RFC 3986 URI or URI reference (gcloud writes Cloud KMS key ids

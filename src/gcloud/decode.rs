@@ -184,20 +184,4 @@ pub(super) const ENFORCEMENT_MODES: [(&str, EnforcementMode); 2] = [
     ("DRYRUN_AUDIT_LOG_ONLY", EnforcementMode::DryrunAuditLogOnly),
 ];
 
-/// A DNS-1123 label: what a namespace name must be.
-pub(super) fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// A DNS-1123 subdomain: what most object names (and service account names) must be.
-pub(super) fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-pub(super) const SUBDOMAIN_RULE: &str =
-    "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit";
+pub(super) use crate::crd::validate::{SUBDOMAIN_RULE, is_dns_label, is_dns_subdomain};

@@ -298,15 +298,4 @@ mod tests {
             "gcr.io/x/*"
         );
     }
-
-    #[test]
-    fn names_are_kubernetes_names() {
-        assert!(is_dns_label("prod-1"));
-        assert!(!is_dns_label("Prod"));
-        assert!(!is_dns_label("-a"));
-        assert!(!is_dns_label(&"a".repeat(64)));
-        assert!(is_dns_subdomain("a.b-c"));
-        assert!(!is_dns_subdomain("a..b"));
-        assert!(!is_dns_subdomain(""));
-    }
 }

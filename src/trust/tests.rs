@@ -787,7 +787,10 @@ mod reports {
         let first = s.reports(100, true);
         assert_eq!(first.attestations.len(), 1);
         let report = &first.attestations[0];
-        assert_eq!((report.namespace.as_str(), report.name.as_str()), ("ns", "a"));
+        assert_eq!(
+            (report.namespace.as_str(), report.name.as_str()),
+            ("ns", "a")
+        );
         assert_eq!(report.generation, Some(1));
         let (key_id, digest) = report.result.as_ref().unwrap();
         assert_eq!(&**key_id, key.id.as_str());
