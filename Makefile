@@ -46,13 +46,32 @@ test: deps cluster-up tools
 # target/tools/NAME-VERSION (a new version is a new folder; nothing is rebuilt otherwise).
 TOOLS    := $(ROOT)/target/tools
 KREW     := $(TOOLS)/krew-v0.4.3/krew
-GO_TOOL   = CGO_ENABLED=0 GOTOOLCHAIN=local GOBIN=$(@D) go install -trimpath
+CRANE    := $(TOOLS)/crane-v0.21.9/crane
+REGISTRY := $(TOOLS)/registry-v3.1.1/registry
+COSIGN2  := $(TOOLS)/cosign-v2.6.5/cosign
+COSIGN3  := $(TOOLS)/cosign-v3.1.3/cosign
+GO_TOOL   = CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOBIN=$(@D) go install -trimpath -ldflags='-s -w'
 
 .PHONY: tools
-tools: $(KREW)
+tools: $(KREW) $(CRANE) $(REGISTRY) $(COSIGN2) $(COSIGN3)
 
 $(KREW):
 	$(GO_TOOL) sigs.k8s.io/krew/cmd/krew@v0.4.3
+
+# An OCI registry without authentication (crane registry serve) and test images (crane append).
+$(CRANE):
+	$(GO_TOOL) github.com/google/go-containerregistry/cmd/crane@v0.21.9
+
+# The CNCF distribution registry, for a registry with authentication (htpasswd).
+$(REGISTRY):
+	$(GO_TOOL) github.com/distribution/distribution/v3/cmd/registry@v3.1.1
+
+# cosign v2 (signatures in the sha256-<hex>.sig tag) and v3 (Sigstore bundles as referrers).
+$(COSIGN2):
+	$(GO_TOOL) github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
+
+$(COSIGN3):
+	$(GO_TOOL) github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3
 
 # The enforcement walkthrough, typed out: binauthz run + kubectl + gpg on the test control plane.
 demo: deps cluster-up

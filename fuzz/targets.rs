@@ -314,6 +314,7 @@ static INDEX: LazyLock<Arc<Index>> = LazyLock::new(|| {
             }),
             ..AttestorPublicKey::default()
         }],
+        registry_signatures: None,
     };
     let jobs = state.reset_attestors(vec![("build".into(), attestor)]);
     assert!(jobs.is_empty(), "no attestation to verify yet");

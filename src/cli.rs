@@ -318,6 +318,15 @@ pub struct RunArgs {
         value_name = "DURATION"
     )]
     pub validation_interval: std::time::Duration,
+    /// Registries (`host[:port]`) whose signatures are read over plain HTTP; loopback
+    /// registries always are. Repeat or separate with commas.
+    #[arg(
+        long = "insecure-registry",
+        env = "BINAUTHZ_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT]"
+    )]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Arguments of `binauthz evaluate`.
@@ -336,6 +345,9 @@ pub struct EvaluateArgs {
     /// failing with exit status 2: say so when the inputs deliberately hold no policy for them.
     #[arg(long)]
     pub allow_ungoverned: bool,
+    /// Registry signatures, as the cluster syncs them.
+    #[command(flatten)]
+    pub fetch: FetchArgs,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -447,9 +459,34 @@ pub struct VerifyArgs {
     /// Verify as of this time (RFC 3339), e.g. to check a key's expiry ahead. Default: now.
     #[arg(long, value_name = "TIME")]
     pub at: Option<jiff::Timestamp>,
+    /// Registry signatures, as the cluster syncs them.
+    #[command(flatten)]
+    pub fetch: FetchArgs,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// Fetching cosign signatures from the registries the Attestors of the inputs name
+/// (`spec.registrySignatures`), as the cluster does.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Fetch the cosign signatures of the Attestors' repositories (`evaluate`: of the
+    /// workloads' images; `verify`: of every signed image) and judge them with the rest.
+    #[arg(long)]
+    pub fetch_signatures: bool,
+    /// Docker config with registry credentials. Default: $DOCKER_CONFIG/config.json, else
+    /// ~/.docker/config.json, when it exists (an Attestor's pullSecret is a cluster Secret).
+    #[arg(long, value_name = "FILE", requires = "fetch_signatures")]
+    pub registry_config: Option<PathBuf>,
+    /// Registries (`host[:port]`) read over plain HTTP; loopback registries always are.
+    #[arg(
+        long = "insecure-registry",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT]",
+        requires = "fetch_signatures"
+    )]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Arguments of `binauthz crds`.

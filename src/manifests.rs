@@ -287,6 +287,23 @@ impl Manifests {
 }
 
 impl Manifests {
+    /// Add an ImageAttestation made from a registry signature (`binauthz ... --fetch-signatures`).
+    pub fn add_fetched(&mut self, source: Source, attestation: ImageAttestation) {
+        let key = format!(
+            "ImageAttestation {}/{}",
+            attestation
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or("default"),
+            attestation.metadata.name.as_deref().unwrap_or_default()
+        );
+        // The same signature fetched twice is one attestation.
+        if self.defined.insert(key, source.clone()).is_none() {
+            self.attestations.push((source, attestation));
+        }
+    }
+
     /// Record where an object is defined; a second definition is an error.
     fn define(&mut self, object: String, source: &Source) -> Result<(), ManifestError> {
         if let Some(first) = self.defined.get(&object) {

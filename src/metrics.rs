@@ -98,7 +98,36 @@ pub struct Metrics {
     events_dropped: [Counter<u64, AtomicU64>; 2],
     refused: [Counter<u64, AtomicU64>; 3],
     watches: [Gauge<i64, std::sync::atomic::AtomicI64>; 6],
+    registry_requests: Family<RegistryLabels, Counter>,
+    registry_duration: Family<RegistryLabel, Histogram>,
+    registry_signatures: Family<AttestorLabel, Gauge>,
+    registry_sync_errors: Family<AttestorLabel, Counter>,
+    lookups: Family<OutcomeLabel, Counter>,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegistryLabels {
+    registry: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegistryLabel {
+    registry: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttestorLabel {
+    attestor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Buckets of registry request latency, in seconds.
+const REGISTRY_BUCKETS: [f64; 9] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 20.0];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -180,6 +209,40 @@ impl Metrics {
              pods only on the leader)",
             watches_family,
         );
+        let registry_requests = Family::<RegistryLabels, Counter>::default();
+        registry.register(
+            "registry_requests",
+            "Requests to OCI registries for cosign signatures, by registry and outcome (ok, \
+             not_found, error); registries are those Attestors name",
+            registry_requests.clone(),
+        );
+        let registry_duration = Family::<RegistryLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(REGISTRY_BUCKETS)
+        });
+        registry.register(
+            "registry_request_duration_seconds",
+            "Time of one request to an OCI registry",
+            registry_duration.clone(),
+        );
+        let registry_signatures = Family::<AttestorLabel, Gauge>::default();
+        registry.register(
+            "registry_signatures",
+            "Registry signatures the last sync kept as ImageAttestations, by attestor (leader)",
+            registry_signatures.clone(),
+        );
+        let registry_sync_errors = Family::<AttestorLabel, Counter>::default();
+        registry.register(
+            "registry_sync_errors",
+            "Syncs of an attestor's registry signatures that failed for a repository",
+            registry_sync_errors.clone(),
+        );
+        let lookups = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "registry_lookups",
+            "Lookups of a denied image's signatures, by outcome (found, none, error, dropped: \
+             the queue was full)",
+            lookups.clone(),
+        );
         Self {
             decisions,
             duration,
@@ -189,6 +252,11 @@ impl Metrics {
             events_dropped,
             refused,
             watches,
+            registry_requests,
+            registry_duration,
+            registry_signatures,
+            registry_sync_errors,
+            lookups,
         }
     }
 
@@ -270,6 +338,71 @@ impl Metrics {
         if let Some(i) = REFUSAL_REASONS.iter().position(|r| *r == reason) {
             self.refused[i].inc();
         }
+    }
+
+    /// One request to `registry`: its outcome (`ok`, `not_found`, `error`) and time.
+    pub fn registry_request(
+        &self,
+        registry: &str,
+        outcome: &'static str,
+        took: std::time::Duration,
+    ) {
+        self.registry_requests
+            .get_or_create(&RegistryLabels {
+                registry: registry.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.registry_duration
+            .get_or_create(&RegistryLabel {
+                registry: registry.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Requests made to `registry` so far.
+    pub fn registry_requests(&self, registry: &str) -> u64 {
+        ["ok", "not_found", "error"]
+            .iter()
+            .map(|outcome| {
+                self.registry_requests
+                    .get_or_create(&RegistryLabels {
+                        registry: registry.to_owned(),
+                        outcome,
+                    })
+                    .get()
+            })
+            .sum()
+    }
+
+    /// The signatures an attestor's last sync kept; `None` forgets the attestor.
+    pub fn set_registry_signatures(&self, attestor: &str, count: Option<i64>) {
+        let label = AttestorLabel {
+            attestor: attestor.to_owned(),
+        };
+        match count {
+            Some(count) => {
+                self.registry_signatures.get_or_create(&label).set(count);
+            }
+            None => {
+                self.registry_signatures.remove(&label);
+                self.registry_sync_errors.remove(&label);
+            }
+        }
+    }
+
+    /// A sync of an attestor failed for a repository.
+    pub fn registry_sync_failed(&self, attestor: &str) {
+        self.registry_sync_errors
+            .get_or_create(&AttestorLabel {
+                attestor: attestor.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A lookup of a denied image ended (`found`, `none`, `error`) or was dropped.
+    pub fn lookup(&self, outcome: &'static str) {
+        self.lookups.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// Requests refused so far with `reason`.

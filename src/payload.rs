@@ -87,6 +87,9 @@ pub enum PayloadError {
         #[source]
         source: ImageRefError,
     },
+    /// A JSON object with `_type` that is not an in-toto Statement this reads.
+    #[error("_type {0} is not an in-toto Statement (https://in-toto.io/Statement/v1)")]
+    NotAStatement(String),
     /// The payload exceeds [`MAX_PAYLOAD_LEN`].
     #[error("payload is {len} bytes; at most {MAX_PAYLOAD_LEN} (1 MiB) are accepted")]
     PayloadTooLarge {
@@ -345,6 +348,63 @@ pub fn parse(bytes: &[u8]) -> Result<Payload, PayloadError> {
     })
 }
 
+/// `_type` of the in-toto Statements accepted (v1, which cosign v3 writes, and v0.1).
+pub const IN_TOTO_STATEMENT_TYPES: [&str; 2] = [
+    "https://in-toto.io/Statement/v1",
+    "https://in-toto.io/Statement/v0.1",
+];
+/// The predicate type of a cosign signature (`cosign sign`, v3): the only Statement that
+/// vouches for an image; attestations of other predicates (SBOMs, provenance) do not.
+pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+
+/// The facts an in-toto Statement states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The sha256 digests of its subjects (cosign names the image's digest, and no name).
+    pub subjects: Vec<Digest>,
+    /// `predicateType`.
+    pub predicate_type: String,
+}
+
+/// What a signature signed: a signing payload (Google, Kritis, cosign v2) or an in-toto
+/// Statement (cosign v3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signed {
+    /// A signing payload.
+    Payload(Payload),
+    /// An in-toto Statement.
+    Statement(Statement),
+}
+
+/// Parse what was signed: an in-toto Statement when the JSON has `_type`, else a signing
+/// payload ([`parse`]).
+pub fn parse_signed(bytes: &[u8]) -> Result<Signed, PayloadError> {
+    if bytes.len() > MAX_PAYLOAD_LEN {
+        return Err(PayloadError::PayloadTooLarge { len: bytes.len() });
+    }
+    let kind: raw::Kind =
+        serde_json::from_slice(bytes).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    if kind.statement_type.is_none() {
+        return parse(bytes).map(Signed::Payload);
+    }
+    let statement: raw::Statement =
+        serde_json::from_slice(bytes).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    if !IN_TOTO_STATEMENT_TYPES.contains(&statement.statement_type.as_str()) {
+        return Err(PayloadError::NotAStatement(statement.statement_type));
+    }
+    let mut subjects = Vec::new();
+    for subject in statement.subject {
+        if let Some(hex) = subject.digest.sha256 {
+            subjects
+                .push(Digest::parse(&format!("sha256:{hex}")).map_err(PayloadError::BadDigest)?);
+        }
+    }
+    Ok(Signed::Statement(Statement {
+        subjects,
+        predicate_type: statement.predicate_type,
+    }))
+}
+
 fn string_field(
     value: Option<serde_json::Value>,
     field: &'static str,
@@ -367,6 +427,35 @@ mod raw {
     #[derive(serde::Deserialize)]
     pub(super) struct Payload {
         pub critical: Option<Object<Critical>>,
+    }
+
+    /// Only whether the JSON object is an in-toto Statement.
+    #[derive(serde::Deserialize)]
+    pub(super) struct Kind {
+        #[serde(rename = "_type")]
+        pub statement_type: Option<serde_json::Value>,
+    }
+
+    /// An in-toto Statement; serde's derive refuses repeated keys.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct Statement {
+        #[serde(rename = "_type")]
+        pub statement_type: String,
+        pub subject: Vec<Subject>,
+        pub predicate_type: String,
+    }
+
+    #[derive(serde::Deserialize)]
+    pub(super) struct Subject {
+        #[serde(default)]
+        pub digest: SubjectDigest,
+    }
+
+    /// The digests of a subject; algorithms other than sha256 are ignored.
+    #[derive(serde::Deserialize, Default)]
+    pub(super) struct SubjectDigest {
+        pub sha256: Option<String>,
     }
 
     #[derive(serde::Deserialize)]

@@ -28,6 +28,7 @@ use crate::controller::{self, WebhookSettings};
 use crate::crd::{AttestationPolicy, Attestor, ImageAttestation};
 use crate::events::{self, EventSink};
 use crate::metrics::{LeaderMetrics, Metrics};
+use crate::registry_sync::{self, Lookups, Syncer};
 use crate::tls::{self, CertStore};
 use crate::trust::TrustState;
 use crate::trust::watch::{self as trust_watch, WatchHealth, WatchOptions};
@@ -114,6 +115,8 @@ pub struct RunConfig {
     pub validation_interval: Duration,
     /// CA bundle whose client certificates alone may call the webhook.
     pub client_ca_file: Option<PathBuf>,
+    /// Registries read over plain HTTP besides loopback ones (registry signatures).
+    pub insecure_registries: Vec<String>,
 }
 
 /// The host of an `https://HOST[:PORT]/...` URL.
@@ -179,6 +182,7 @@ impl RunConfig {
             kubeconfig: args.kubeconfig,
             validation_interval: args.validation_interval,
             client_ca_file: args.client_ca_file,
+            insecure_registries: args.insecure_registries,
         })
     }
 }
@@ -257,9 +261,11 @@ struct Replica {
     trust: Arc<Mutex<TrustState>>,
     metrics: Arc<Metrics>,
     leader_metrics: Arc<LeaderMetrics>,
+    syncer: Arc<Syncer>,
 }
 
-/// The work only the leader does: keep the certificate Secret valid and run the controller.
+/// The work only the leader does: keep the certificate Secret valid, run the controller and
+/// sync registry signatures.
 async fn lead(replica: Arc<Replica>) {
     let config = &replica.config;
     let secrets = Api::<Secret>::namespaced(replica.client.clone(), &config.webhook.namespace);
@@ -280,6 +286,13 @@ async fn lead(replica: Arc<Replica>) {
             replica.certs.clone(),
         ) => {}
         () = controller::run(ctx, config.validation_interval) => {}
+        () = registry_sync::run(replica.syncer.clone(), |attestor, status| {
+            replica
+                .trust
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .record_sync(attestor, status);
+        }) => {}
     }
 }
 
@@ -344,6 +357,18 @@ pub async fn run(
         options,
     ));
 
+    // Registry signatures: every replica looks up what its webhook denied; the leader syncs.
+    let syncer = Arc::new(Syncer::new(
+        client.clone(),
+        config.webhook.namespace.clone(),
+        config.insecure_registries.clone(),
+        metrics.clone(),
+        index.clone(),
+    ));
+    let (lookups, lookup_queue) = Lookups::new();
+    index.set_lookups(Arc::new(lookups), metrics.clone());
+    tasks.spawn(registry_sync::run_lookups(syncer.clone(), lookup_queue));
+
     let certs = CertStore::new();
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.webhook.namespace);
     tasks.spawn(tls::follow_secret(secrets, certs.clone(), metrics.clone()));
@@ -397,6 +422,7 @@ pub async fn run(
         trust,
         metrics,
         leader_metrics: leader_metrics.clone(),
+        syncer,
     });
     let lease = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
         .with_namespace(config.webhook.namespace.clone())

@@ -340,7 +340,7 @@ pub fn verify(
             return Err(Failure::new(
                 Reason::MalformedPayload,
                 format!(
-                    "spec.serializedPayload is longer than {} base64 characters (64 KiB of payload)",
+                    "spec.serializedPayload is longer than {} base64 characters (16 KiB of payload)",
                     limits::PAYLOAD
                 ),
             ));
@@ -474,8 +474,41 @@ fn verify_one(
 /// the signature, shared with `binauthz attestation create`, which runs them before anything
 /// is signed into an object.
 pub fn check_payload(signed: &[u8], image: &ImageRef, digest: &Digest) -> Result<(), Failure> {
-    let payload = payload::parse(signed)
-        .map_err(|e| Failure::new(Reason::MalformedPayload, format!("signed payload: {e}")))?;
+    let payload = match payload::parse_signed(signed)
+        .map_err(|e| Failure::new(Reason::MalformedPayload, format!("signed payload: {e}")))?
+    {
+        payload::Signed::Payload(payload) => payload,
+        // cosign v3: the Statement names the digest only; the repository is where the
+        // signature was found (the subject carries no name to compare), as cosign checks it.
+        payload::Signed::Statement(statement) => {
+            if statement.predicate_type != payload::COSIGN_SIGN_PREDICATE {
+                return Err(Failure::new(
+                    Reason::MalformedPayload,
+                    format!(
+                        "the signed in-toto Statement has predicateType {}; only a cosign signature ({}) vouches for an image",
+                        statement.predicate_type,
+                        payload::COSIGN_SIGN_PREDICATE
+                    ),
+                ));
+            }
+            if !statement.subjects.contains(digest) {
+                let named: Vec<&str> = statement.subjects.iter().map(Digest::as_str).collect();
+                return Err(Failure::new(
+                    Reason::DigestMismatch,
+                    format!(
+                        "the signed Statement vouches for {} but spec.artifactUrl names {}",
+                        if named.is_empty() {
+                            "no sha256 digest".to_owned()
+                        } else {
+                            named.join(", ")
+                        },
+                        digest.as_str()
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+    };
     if payload.manifest_digest != *digest {
         return Err(Failure::new(
             Reason::DigestMismatch,

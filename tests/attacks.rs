@@ -125,6 +125,7 @@ fn attestor(name: &str, keys: Vec<AttestorPublicKey>) -> AttestorKeys {
         &AttestorSpec {
             description: None,
             public_keys: keys,
+            registry_signatures: None,
         },
     )
 }

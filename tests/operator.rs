@@ -194,25 +194,25 @@ fn oversized_objects_are_refused_naming_the_limit() {
         assert!(!out.status.success(), "an oversized object was accepted");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let err = refused(attestation(&"A".repeat(87_385), 1, "s"));
+    let err = refused(attestation(&"A".repeat(21_849), 1, "s"));
     assert!(
-        err.contains("spec.serializedPayload: Too long: may not be more than 87384"),
+        err.contains("spec.serializedPayload: Too long: may not be more than 21848"),
         "{err}"
     );
-    let err = refused(attestation("e30=", 17, "s"));
+    let err = refused(attestation("e30=", 9, "s"));
     assert!(
-        err.contains("spec.signatures: Too many: 17: must have at most 16 items"),
+        err.contains("spec.signatures: Too many: 9: must have at most 8 items"),
         "{err}"
     );
-    let err = refused(attestation("e30=", 1, &"s".repeat(98_305)));
+    let err = refused(attestation("e30=", 1, &"s".repeat(24_577)));
     assert!(
-        err.contains("spec.signatures[0].signature: Too long: may not be more than 98304"),
+        err.contains("spec.signatures[0].signature: Too long: may not be more than 24576"),
         "{err}"
     );
     // At the limits, it is accepted.
     let out = kubectl_stdin(
         ["create", "--dry-run=server", "-f", "-"],
-        &attestation(&"A".repeat(87_384), 16, "s"),
+        &attestation(&"A".repeat(21_848), 8, "s"),
     );
     assert!(
         out.status.success(),
@@ -338,6 +338,7 @@ async fn start_operator(
         kubeconfig: None,
         validation_interval: Duration::from_secs(3600),
         client_ca_file: None,
+        insecure_registries: Vec::new(),
     };
     let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

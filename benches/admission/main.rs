@@ -96,6 +96,7 @@ fn build_index(count: usize) -> Arc<binauthz::trust::Index> {
             }),
             ..AttestorPublicKey::default()
         }],
+        registry_signatures: None,
     };
     let start = Instant::now();
     let mut jobs = state.reset_attestors(vec![("build".into(), attestor)]);

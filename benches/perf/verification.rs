@@ -113,6 +113,7 @@ fn attestor_keys(key: AttestorPublicKey) -> AttestorKeys {
     let spec = AttestorSpec {
         description: None,
         public_keys: vec![key],
+        registry_signatures: None,
     };
     let keys = AttestorKeys::load(ATTESTOR, &spec);
     if let Some(problem) = keys.keys.iter().find_map(|k| k.key.as_ref().err()) {

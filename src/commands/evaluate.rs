@@ -148,7 +148,21 @@ pub(super) fn show_paths(paths: &[PathBuf]) -> String {
 /// admitted, 1 when one is denied, 2 when the input is wrong (a document is invalid, no policy
 /// governs a workload, there is no workload).
 pub fn evaluate(args: &EvaluateArgs) -> Result<ExitCode, CommandError> {
-    let manifests = Manifests::load(&args.paths)?;
+    let mut manifests = Manifests::load(&args.paths)?;
+    if args.fetch.fetch_signatures {
+        let images: Vec<ImageRef> = manifests
+            .others
+            .iter()
+            .filter_map(|o| Workload::from_json(&o.value).ok().flatten())
+            .flat_map(|w| w.images)
+            .filter_map(|u| ImageRef::parse(&u.image).ok())
+            .collect();
+        super::fetch::fetch(
+            &mut manifests,
+            &args.fetch,
+            super::fetch::Wanted::Images(images),
+        )?;
+    }
     let now = args.at.unwrap_or_else(jiff::Timestamp::now);
     let verified = verify_manifests(&manifests, now);
     let lines = decide_all(&manifests, &verified, &args.namespace);
@@ -160,7 +174,15 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<ExitCode, CommandError> {
     }
     let results: Vec<WorkloadResult> = lines
         .iter()
-        .map(|line| result(line, &manifests, &verified, args.allow_ungoverned))
+        .map(|line| {
+            result(
+                line,
+                &manifests,
+                &verified,
+                args.allow_ungoverned,
+                args.fetch.fetch_signatures,
+            )
+        })
         .collect();
     let mut summary = EvaluationSummary {
         workloads: results.len(),
@@ -248,6 +270,7 @@ fn result(
     manifests: &Manifests,
     verified: &[VerifyLine],
     allow_ungoverned: bool,
+    fetched: bool,
 ) -> WorkloadResult {
     let (kind, namespace, name) = match &line.identity {
         Some((kind, namespace, name)) => (
@@ -280,12 +303,12 @@ fn result(
     result.images = decision
         .denials
         .iter()
-        .map(|v| image_result(v, !decision.overrides(v), manifests, verified))
+        .map(|v| image_result(v, !decision.overrides(v), manifests, verified, fetched))
         .chain(
             decision
                 .dry_run
                 .iter()
-                .map(|v| image_result(v, false, manifests, verified)),
+                .map(|v| image_result(v, false, manifests, verified, fetched)),
         )
         .collect();
     result.verdict = if decision.policies.is_empty() && !allow_ungoverned {
@@ -310,6 +333,7 @@ fn image_result(
     denies: bool,
     manifests: &Manifests,
     verified: &[VerifyLine],
+    fetched: bool,
 ) -> ImageResult {
     let digest = ImageRef::parse(&verdict.image)
         .ok()
@@ -336,7 +360,13 @@ fn image_result(
                         .map_or_else(|_| verdict.image.clone(), |i| i.name().to_owned())
                 )),
                 AttestorReason::NotAttested => {
-                    explain_not_attested(attestor, &naming_digest, manifests, &mut explanation);
+                    explain_not_attested(
+                        attestor,
+                        &naming_digest,
+                        manifests,
+                        fetched,
+                        &mut explanation,
+                    );
                 }
             }
         }
@@ -383,16 +413,23 @@ fn explain_not_attested(
     attestor: &str,
     naming_digest: &[&VerifyLine],
     manifests: &Manifests,
+    fetched: bool,
     explanation: &mut Vec<String>,
 ) {
-    let known = manifests
+    let found = manifests
         .attestors
         .iter()
-        .any(|(_, a)| a.metadata.name.as_deref() == Some(attestor));
-    if !known {
-        explanation.push(format!(
+        .find(|(_, a)| a.metadata.name.as_deref() == Some(attestor));
+    match found {
+        None => explanation.push(format!(
             "no Attestor named {attestor} in the inputs; add its file with -f"
-        ));
+        )),
+        Some((_, a)) if a.spec.registry_signatures.is_some() && !fetched => {
+            explanation.push(format!(
+                "Attestor {attestor} keeps its signatures in registries (spec.registrySignatures); pass --fetch-signatures to read them as the cluster does"
+            ));
+        }
+        Some(_) => {}
     }
     for line in naming_digest {
         match &line.result {

@@ -134,6 +134,7 @@ pub fn attestor_create(args: &AttestorCreateArgs) -> Result<String, CommandError
     let spec = AttestorSpec {
         description: args.description.clone(),
         public_keys,
+        registry_signatures: None,
     };
     // Every key must be usable as the cluster will load it (fits its algorithm, valid id).
     let loaded = AttestorKeys::load(&args.name, &spec);

@@ -6,6 +6,7 @@
 
 mod attestation;
 mod evaluate;
+mod fetch;
 mod gcloud;
 mod key;
 mod report;

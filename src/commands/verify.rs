@@ -112,7 +112,12 @@ pub(super) fn qualified_name(attestation: &ImageAttestation) -> String {
 
 /// `binauthz verify`: one line per attestation and a summary; exit 0 only when all verified.
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CommandError> {
-    let manifests = Manifests::load(&args.paths)?;
+    let mut manifests = Manifests::load(&args.paths)?;
+    super::fetch::fetch(
+        &mut manifests,
+        &args.fetch,
+        super::fetch::Wanted::Everything,
+    )?;
     if manifests.attestations.is_empty() {
         return Err(CommandError::Usage(format!(
             "no ImageAttestation found in {}; give the files or folders that hold them",

@@ -1,8 +1,8 @@
 //! The status of an Attestor, from its parsed keys: per-key facts, `Ready` and
 //! `KeyExpiringSoon`, and the Events and metrics a status calls for.
 
-use crate::crd::conditions::{self, KEY_EXPIRING_SOON, READY};
-use crate::crd::{AttestorStatus, KeyStatus};
+use crate::crd::conditions::{self, KEY_EXPIRING_SOON, READY, REGISTRY_SYNCED};
+use crate::crd::{AttestorStatus, KeyStatus, RegistrySyncStatus};
 use crate::verify::AttestorKeys;
 
 /// Ready reason: every key parses and at least one can verify signatures.
@@ -15,6 +15,10 @@ pub const REASON_NO_USABLE_KEY: &str = "NoUsableKey";
 pub const REASON_KEY_EXPIRING_SOON: &str = "KeyExpiringSoon";
 /// KeyExpiringSoon reason when no usable key expires within the warning window.
 pub const REASON_NO_KEY_EXPIRING: &str = "NoKeyExpiringSoon";
+/// RegistrySynced reason: every repository synced.
+pub const REASON_SYNCED: &str = "Synced";
+/// RegistrySynced reason: a repository could not be read (what it had is kept).
+pub const REASON_SYNC_FAILED: &str = "SyncFailed";
 /// How far ahead an expiring key raises `KeyExpiringSoon`.
 pub const EXPIRY_WARNING: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
 
@@ -50,6 +54,7 @@ fn key_label(index: usize, key: &KeyStatus) -> String {
 /// `lastTransitionTime` from `current` unless their status flips.
 pub fn build_status(
     reports: &[KeyReport],
+    registry: Option<&RegistrySyncStatus>,
     generation: Option<i64>,
     current: Option<&AttestorStatus>,
     now: jiff::Timestamp,
@@ -150,14 +155,58 @@ pub fn build_status(
         )
     };
     let mut list = current.map(|s| s.conditions.clone()).unwrap_or_default();
-    list.retain(|c| c.type_ == READY || c.type_ == KEY_EXPIRING_SOON);
+    list.retain(|c| c.type_ == READY || c.type_ == KEY_EXPIRING_SOON || c.type_ == REGISTRY_SYNCED);
     conditions::set(&mut list, ready);
     conditions::set(&mut list, expiring);
+    match registry {
+        Some(sync) => conditions::set(&mut list, registry_condition(sync, generation, now)),
+        None => conditions::remove(&mut list, REGISTRY_SYNCED),
+    }
     AttestorStatus {
+        registry: registry.cloned(),
         observed_generation: generation,
         conditions: list,
         usable_keys: i32::try_from(usable).unwrap_or(i32::MAX),
         keys: reports.iter().map(|r| r.status.clone()).collect(),
+    }
+}
+
+/// `RegistrySynced`: true when every repository synced at the last sync.
+fn registry_condition(
+    sync: &RegistrySyncStatus,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let failed: Vec<String> = sync
+        .repositories
+        .iter()
+        .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.repository)))
+        .collect();
+    if failed.is_empty() {
+        conditions::new(
+            REGISTRY_SYNCED,
+            true,
+            REASON_SYNCED,
+            format!(
+                "{} signatures from {} repositories",
+                sync.signatures,
+                sync.repositories.len()
+            ),
+            generation,
+            now,
+        )
+    } else {
+        conditions::new(
+            REGISTRY_SYNCED,
+            false,
+            REASON_SYNC_FAILED,
+            format!(
+                "{}; what was synced before is kept and still admits",
+                failed.join("; ")
+            ),
+            generation,
+            now,
+        )
     }
 }
 
@@ -167,6 +216,7 @@ pub fn differs(current: Option<&AttestorStatus>, new: &AttestorStatus) -> bool {
         c.observed_generation != new.observed_generation
             || c.usable_keys != new.usable_keys
             || c.keys != new.keys
+            || c.registry != new.registry
             || !conditions::same(&c.conditions, &new.conditions)
     })
 }
@@ -183,6 +233,11 @@ pub fn problems(status: &AttestorStatus) -> Vec<(&'static str, String)> {
             REASON_NO_USABLE_KEY
         };
         out.push((reason, ready.message.clone()));
+    }
+    if let Some(synced) = conditions::find(&status.conditions, REGISTRY_SYNCED)
+        && synced.status == conditions::FALSE
+    {
+        out.push((REASON_SYNC_FAILED, synced.message.clone()));
     }
     if conditions::is_true(&status.conditions, KEY_EXPIRING_SOON)
         && let Some(c) = conditions::find(&status.conditions, KEY_EXPIRING_SOON)
@@ -257,7 +312,7 @@ mod tests {
 
     #[test]
     fn ready_with_a_usable_key() {
-        let s = build_status(&[good("AAAA", None)], Some(3), None, at(NOW));
+        let s = build_status(&[good("AAAA", None)], None, Some(3), None, at(NOW));
         let ready = conditions::find(&s.conditions, READY).unwrap();
         assert_eq!(ready.status, "True");
         assert_eq!(ready.reason, REASON_KEYS_READY);
@@ -270,7 +325,13 @@ mod tests {
 
     #[test]
     fn invalid_key_names_the_key_even_beside_a_good_one() {
-        let s = build_status(&[good("AAAA", None), broken()], Some(1), None, at(NOW));
+        let s = build_status(
+            &[good("AAAA", None), broken()],
+            None,
+            Some(1),
+            None,
+            at(NOW),
+        );
         let ready = conditions::find(&s.conditions, READY).unwrap();
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason, REASON_INVALID_KEY);
@@ -286,7 +347,7 @@ mod tests {
 
     #[test]
     fn no_usable_key_says_why() {
-        let s = build_status(&[expired("BBBB")], Some(1), None, at(NOW));
+        let s = build_status(&[expired("BBBB")], None, Some(1), None, at(NOW));
         let ready = conditions::find(&s.conditions, READY).unwrap();
         assert_eq!(ready.reason, REASON_NO_USABLE_KEY);
         assert!(
@@ -294,7 +355,7 @@ mod tests {
             "{}",
             ready.message
         );
-        let empty = build_status(&[], Some(1), None, at(NOW));
+        let empty = build_status(&[], None, Some(1), None, at(NOW));
         let ready = conditions::find(&empty.conditions, READY).unwrap();
         assert_eq!(ready.reason, REASON_NO_USABLE_KEY);
         assert!(ready.message.contains("spec.publicKeys is empty"));
@@ -304,6 +365,7 @@ mod tests {
     fn expiring_soon_warns_only_within_thirty_days() {
         let soon = build_status(
             &[good("AAAA", Some("2026-03-20T00:00:00Z"))],
+            None,
             Some(1),
             None,
             at(NOW),
@@ -319,6 +381,7 @@ mod tests {
         assert_eq!(problems(&soon).len(), 1);
         let later = build_status(
             &[good("AAAA", Some("2026-06-01T00:00:00Z"))],
+            None,
             Some(1),
             None,
             at(NOW),
@@ -348,9 +411,10 @@ mod tests {
 
     #[test]
     fn unchanged_status_is_not_written_and_keeps_its_time() {
-        let first = build_status(&[good("AAAA", None)], Some(1), None, at(NOW));
+        let first = build_status(&[good("AAAA", None)], None, Some(1), None, at(NOW));
         let again = build_status(
             &[good("AAAA", None)],
+            None,
             Some(1),
             Some(&first),
             at("2026-03-02T00:00:00Z"),
@@ -364,6 +428,7 @@ mod tests {
         );
         let flipped = build_status(
             &[expired("AAAA")],
+            None,
             Some(2),
             Some(&first),
             at("2026-03-02T00:00:00Z"),

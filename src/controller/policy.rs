@@ -38,7 +38,7 @@ pub fn attestor_state(keys: Option<&AttestorKeys>, now: jiff::Timestamp) -> Atte
     let Some(keys) = keys else {
         return AttestorState::Missing;
     };
-    let status = attestor::build_status(&attestor::key_reports(keys, now), None, None, now);
+    let status = attestor::build_status(&attestor::key_reports(keys, now), None, None, None, now);
     match conditions::find(&status.conditions, READY) {
         Some(c) if c.status == conditions::TRUE => AttestorState::Ready,
         Some(c) => AttestorState::NotReady(c.reason.clone()),

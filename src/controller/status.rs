@@ -217,7 +217,14 @@ impl Writer {
         for r in reports {
             let keys = attestor::key_reports(&r.keys, now);
             metrics.set_key_expiry(&r.name, &attestor::key_expiries(&keys));
-            let status = attestor::build_status(&keys, r.generation, r.status.as_ref(), now);
+            // Until this leader's first sync, the status keeps what the last one found.
+            let registry = match (&r.registry, r.syncs_registry) {
+                (Some(sync), _) => Some(sync),
+                (None, true) => r.status.as_ref().and_then(|s| s.registry.as_ref()),
+                (None, false) => None,
+            };
+            let status =
+                attestor::build_status(&keys, registry, r.generation, r.status.as_ref(), now);
             if !attestor::differs(r.status.as_ref(), &status) {
                 continue;
             }

@@ -45,6 +45,46 @@ pub struct AttestorSpec {
     #[serde(default)]
     #[schemars(length(max = super::limits::PUBLIC_KEYS))]
     pub public_keys: Vec<AttestorPublicKey>,
+    /// Where this attestor's cosign signatures live: binauthz fetches them from these
+    /// repositories in the background and writes them as ImageAttestations, verified like any
+    /// other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_signatures: Option<RegistrySignatures>,
+}
+
+/// Repositories whose cosign signatures (stored next to the images, as cosign v2 and v3 write
+/// them) binauthz brings into the cluster as ImageAttestations.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrySignatures {
+    /// Repositories, `registry/repository` without tag or digest (at most 64), e.g.
+    /// `registry.example.com/team/app`; signatures of every image in them are synced.
+    #[schemars(length(min = 1, max = super::limits::REPOSITORIES), inner(length(min = 1, max = super::limits::ARTIFACT_URL)))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.all(r, r.matches('^[^@:/\\\\s]+(:[0-9]+)?/[^@:\\\\s]+$'))"
+    ).message("repositories are registry/repository, without tag or digest, e.g. registry.example.com/team/app"))]
+    pub repositories: Vec<String>,
+    /// A `kubernetes.io/dockerconfigjson` Secret in binauthz's namespace with credentials for
+    /// the registries; without it, they are read anonymously.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<SecretName>,
+    /// How often to look for new and removed signatures (e.g. `30s`, `5m`, `1h`; at least
+    /// `10s`, at most `24h`). Default `5m`. A denied image of these repositories is also looked
+    /// up at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.matches('^[0-9]+(s|m|h)$')"
+    ).message("interval is a number and a unit: s, m or h, e.g. 5m"))]
+    pub interval: Option<String>,
+}
+
+/// A Secret in binauthz's namespace, by name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretName {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = super::limits::NAME))]
+    pub name: String,
 }
 
 /// One public key of an attestor: exactly one of a PGP key or a PKIX key.
@@ -100,6 +140,41 @@ pub struct AttestorStatus {
     /// One entry per key of the spec, in spec order.
     #[serde(default)]
     pub keys: Vec<KeyStatus>,
+    /// What the last sync from `spec.registrySignatures` found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySyncStatus>,
+}
+
+/// The last sync of an attestor's registry signatures.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrySyncStatus {
+    /// When the last sync finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+    /// ImageAttestations the syncs keep for this attestor.
+    #[serde(default)]
+    pub signatures: i32,
+    /// Per repository: signatures found and, when its last sync failed, why.
+    #[serde(default)]
+    pub repositories: Vec<RepositorySyncStatus>,
+}
+
+/// The last sync of one repository.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositorySyncStatus {
+    /// The repository.
+    pub repository: String,
+    /// Signatures found in it.
+    #[serde(default)]
+    pub signatures: i32,
+    /// Why its last sync failed (what was synced before is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it last synced without error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<Time>,
 }
 
 /// What the controller found out about one key.

@@ -10,6 +10,8 @@ pub const READY: &str = "Ready";
 pub const VERIFIED: &str = "Verified";
 /// Condition type: a key of the attestor expires within 30 days (Attestor).
 pub const KEY_EXPIRING_SOON: &str = "KeyExpiringSoon";
+/// Condition type of an Attestor whose registry signatures are synced.
+pub const REGISTRY_SYNCED: &str = "RegistrySynced";
 
 /// Condition status `"True"`.
 pub const TRUE: &str = "True";

@@ -50,12 +50,12 @@ pub struct ImageAttestationSpec {
     #[x_kube(validation = kube::core::Rule::new("size(self) > 0").message("attestor must name an Attestor"))]
     pub attestor: String,
     /// Base64 of the signed payload (`binauthz create-signature-payload` output), at most
-    /// 64 KiB of payload (87,384 base64 characters). Optional for attached and clearsigned PGP
+    /// 16 KiB of payload (21,848 base64 characters). Optional for attached and clearsigned PGP
     /// signatures, which carry the payload themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = super::limits::PAYLOAD))]
     pub serialized_payload: Option<String>,
-    /// Signatures over the payload (at most 16); any one that verifies suffices.
+    /// Signatures over the payload (at most 8); any one that verifies suffices.
     #[schemars(length(max = super::limits::SIGNATURES))]
     #[x_kube(validation = kube::core::Rule::new("size(self) > 0").message("signatures must hold at least one signature"))]
     pub signatures: Vec<Signature>,
@@ -69,7 +69,7 @@ pub struct Signature {
     #[schemars(length(max = super::limits::KEY_ID))]
     pub public_key_id: String,
     /// PGP: armored (or base64 of binary) signature, an attached one with its payload. PKIX:
-    /// base64 of the signature bytes. At most 96 KiB of text.
+    /// base64 of the signature bytes. At most 24 KiB of text.
     #[schemars(length(max = super::limits::SIGNATURE))]
     pub signature: String,
 }

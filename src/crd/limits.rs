@@ -3,15 +3,18 @@
 //!
 //! They are generous for real use (a gcloud payload is about 300 bytes, a cosign one under
 //! 1 KiB) and keep what every replica holds per object bounded: without them, a namespace user
-//! could create attestations of megabytes and exhaust the memory of every replica. Strings are
-//! counted in characters, as the API server does.
+//! could create attestations of megabytes and exhaust the memory of every replica. The largest
+//! attestation they allow is about 220 KB, so a list page of 500 (`trust::watch`) stays near
+//! 110 MB even when every object is hostile. Strings are counted in characters, as the API
+//! server does.
 
-/// Base64 characters of `serializedPayload`: 64 KiB of payload.
-pub const PAYLOAD: usize = 87_384;
-/// Characters of one signature (an attached PGP signature carries its payload).
-pub const SIGNATURE: usize = 96 * 1024;
+/// Base64 characters of `serializedPayload`: 16 KiB of payload.
+pub const PAYLOAD: usize = 21_848;
+/// Characters of one signature (an attached PGP signature carries its payload: 16 KiB of
+/// payload armored fits).
+pub const SIGNATURE: usize = 24 * 1024;
 /// Signatures in one attestation (each is tried against the attestor's keys).
-pub const SIGNATURES: usize = 16;
+pub const SIGNATURES: usize = 8;
 /// Characters of a key id (PGP fingerprint, PKIX URI, Cloud KMS resource name).
 pub const KEY_ID: usize = 1024;
 /// Characters of an image reference or an allowlist pattern.
@@ -32,3 +35,5 @@ pub const PATTERNS: usize = 1024;
 pub const RULES: usize = 4096;
 /// Attestors one rule requires.
 pub const REQUIRED_ATTESTORS: usize = 64;
+/// Repositories one Attestor syncs signatures from.
+pub const REPOSITORIES: usize = 64;

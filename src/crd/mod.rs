@@ -21,6 +21,7 @@ pub use attestation_policy::{
 };
 pub use attestor::{
     Attestor, AttestorPublicKey, AttestorSpec, AttestorStatus, KeyStatus, PkixPublicKey,
+    RegistrySignatures, RegistrySyncStatus, RepositorySyncStatus, SecretName,
 };
 pub use image_attestation::{
     ImageAttestation, ImageAttestationSpec, ImageAttestationStatus, Signature,

@@ -25,6 +25,10 @@ pub const MAX_INPUT_LEN: usize = 1024 * 1024;
 /// DSSE payload type of cosign simple-signing payloads, signed by `gcloud --pae-encode-payload`.
 pub const SIMPLESIGNING_DSSE_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
+/// DSSE payload type of in-toto Statements, as cosign v3 signs them (a Sigstore bundle's DSSE
+/// envelope).
+pub const IN_TOTO_DSSE_TYPE: &str = "application/vnd.in-toto+json";
+
 /// DSSE pre-authentication encoding: "DSSEv1" SP len(type) SP type SP len(payload) SP payload.
 pub fn dsse_pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let head = format!(

@@ -1,7 +1,8 @@
 //! PKIX keys: PEM SubjectPublicKeyInfo verification and PEM private-key signing (aws-lc-rs).
 //!
 //! Signatures are detached and cover the payload bytes or, as `gcloud --pae-encode-payload`
-//! writes them, the DSSE PAE encoding of the payload; verification accepts either.
+//! writes them, the DSSE PAE encoding of the payload (or of an in-toto Statement, as cosign v3
+//! signs it); verification accepts each.
 
 use std::fmt::Write as _;
 
@@ -12,8 +13,9 @@ use sha2::{Digest as _, Sha256};
 use spki::ObjectIdentifier;
 
 use super::{
-    HashAlgorithm, KeyError, KeyFacts, KeyKind, KeyShape, MAX_INPUT_LEN, SIMPLESIGNING_DSSE_TYPE,
-    SignError, SignatureAlgorithm, SignatureError, SignatureScheme, dsse_pae,
+    HashAlgorithm, IN_TOTO_DSSE_TYPE, KeyError, KeyFacts, KeyKind, KeyShape, MAX_INPUT_LEN,
+    SIMPLESIGNING_DSSE_TYPE, SignError, SignatureAlgorithm, SignatureError, SignatureScheme,
+    dsse_pae,
 };
 
 const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
@@ -161,11 +163,12 @@ impl PkixPublicKey {
         self.check_signature_form(signature)?;
         if self.verifies(payload, signature)
             || self.verifies(&dsse_pae(SIMPLESIGNING_DSSE_TYPE, payload), signature)
+            || self.verifies(&dsse_pae(IN_TOTO_DSSE_TYPE, payload), signature)
         {
             return Ok(payload.to_vec());
         }
         Err(SignatureError::BadSignature(format!(
-            "the {} signature does not verify with key {} over the payload nor over its DSSE PAE encoding; was the payload changed or signed by another key?",
+            "the {} signature does not verify with key {} over the payload nor over its DSSE PAE encodings; was the payload changed or signed by another key?",
             self.algorithm, self.id
         )))
     }

@@ -163,6 +163,7 @@ pub fn import_attestor(text: &str, name: Option<&str>) -> Result<Imported<Attest
         AttestorSpec {
             description,
             public_keys,
+            registry_signatures: None,
         },
     );
     Ok(Imported {

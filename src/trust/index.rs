@@ -3,16 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use super::Resource;
-use crate::image::Digest;
+use crate::image::{Digest, ImageRef};
+use crate::metrics::Metrics;
 use crate::policy::{
-    Attestations, CompiledPolicy, Decision, Namespaces, Snapshot, TrustIndex, Undecided, Workload,
+    Attestations, AttestorReason, CompiledPolicy, Decision, Failure, Namespaces, Snapshot,
+    TrustIndex, Undecided, Workload, attestor_name,
 };
+use crate::registry_sync::{Lookup, Lookups, RegistrySource};
 
 /// Admission asked before the index had its initial lists and verifications.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +53,10 @@ pub struct Index {
     pub(super) synced: AtomicUsize,
     pub(super) pending: AtomicUsize,
     pub(super) ready: AtomicBool,
+    /// The Attestors that name repositories of registry signatures.
+    pub(super) registry_sources: ArcSwap<Vec<RegistrySource>>,
+    /// Where lookups of denied images go, on replicas that run them.
+    lookups: OnceLock<(Arc<Lookups>, Arc<Metrics>)>,
 }
 
 impl Default for Index {
@@ -63,6 +70,8 @@ impl Default for Index {
             synced: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
+            registry_sources: ArcSwap::from_pointee(Vec::new()),
+            lookups: OnceLock::new(),
         }
     }
 }
@@ -119,6 +128,63 @@ impl Index {
         }
         .decide(workload)
         .map_err(CannotDecide::Undecided)
+    }
+
+    /// The Attestors with registry signatures.
+    pub fn registry_sources(&self) -> Arc<Vec<RegistrySource>> {
+        self.registry_sources.load_full()
+    }
+
+    /// Send lookups of denied images to `lookups` (once, when the replica starts them).
+    pub fn set_lookups(&self, lookups: Arc<Lookups>, metrics: Arc<Metrics>) {
+        let _ = self.lookups.set((lookups, metrics));
+    }
+
+    /// Ask for the registry signatures of the images a decision denied for want of an
+    /// attestation, where the attestor syncs the image's repository; returns the repositories
+    /// being looked up (empty when none is).
+    pub fn request_lookups(&self, decision: &Decision) -> Vec<String> {
+        let Some((lookups, metrics)) = self.lookups.get() else {
+            return Vec::new();
+        };
+        let sources = self.registry_sources.load();
+        if sources.is_empty() {
+            return Vec::new();
+        }
+        let mut asked = Vec::new();
+        for denial in decision.denials.iter().filter(|d| !decision.overrides(d)) {
+            let Failure::Attestors(failures) = &denial.failure else {
+                continue;
+            };
+            let Ok(image) = ImageRef::parse(&denial.image) else {
+                continue;
+            };
+            let Some(digest) = image.digest() else {
+                continue;
+            };
+            for failure in failures
+                .iter()
+                .filter(|f| f.reason == AttestorReason::NotAttested)
+            {
+                let attestor = attestor_name(&failure.attestor);
+                let Some((source, repository)) = sources.iter().find_map(|s| {
+                    (&*s.attestor == attestor)
+                        .then(|| s.repository_of(&image).map(|r| (s, r)))
+                        .flatten()
+                }) else {
+                    continue;
+                };
+                let lookup = Lookup {
+                    attestor: source.attestor.clone(),
+                    repository: repository.clone(),
+                    digest: *digest,
+                };
+                if lookups.request(lookup, metrics) && !asked.contains(&repository.name()) {
+                    asked.push(repository.name());
+                }
+            }
+        }
+        asked
     }
 
     /// Wait until `namespace` is known, at most `limit`; returns whether it is.

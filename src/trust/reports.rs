@@ -114,6 +114,11 @@ pub struct AttestorReport {
     pub generation: Option<i64>,
     /// What its status says now.
     pub status: Option<AttestorStatus>,
+    /// What the last sync of its registry signatures found.
+    pub registry: Option<crate::crd::RegistrySyncStatus>,
+    /// Whether its spec names registry signatures (a leader that has not synced yet keeps
+    /// what the status says).
+    pub syncs_registry: bool,
 }
 
 /// One policy, with what its status depends on.
@@ -206,6 +211,8 @@ impl TrustState {
                     keys: a.keys.clone(),
                     generation: a.generation,
                     status: a.status.clone(),
+                    registry: a.registry.clone(),
+                    syncs_registry: a.spec.registry_signatures.is_some(),
                     name,
                 }),
                 None => reports.gone_attestors.push(name),

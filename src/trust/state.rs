@@ -16,11 +16,12 @@ use super::index::Index;
 use super::reports::{Dirty, InvalidObject, SeenStatus};
 use crate::crd::{
     AttestationPolicySpec, AttestationPolicyStatus, AttestorSpec, AttestorStatus,
-    ImageAttestationSpec, ImageAttestationStatus,
+    ImageAttestationSpec, ImageAttestationStatus, RegistrySyncStatus,
 };
 use crate::image::Digest;
 use crate::metrics::Metrics;
 use crate::policy::CompiledPolicy;
+use crate::registry_sync::RegistrySource;
 use crate::verify::{self, AttestorKeys, Failure, Reason};
 
 /// What is known of an attestation's signatures now.
@@ -67,10 +68,13 @@ impl Job {
 pub(super) struct AttestorEntry {
     pub(super) spec: AttestorSpec,
     pub(super) keys: Arc<AttestorKeys>,
-    /// Content hash of the spec, part of every cache key.
+    /// Content hash of the keys, part of every cache key.
     pub(super) hash: [u8; 32],
     pub(super) generation: Option<i64>,
+    pub(super) uid: Option<String>,
     pub(super) status: Option<AttestorStatus>,
+    /// What the last sync of its registry signatures found (leader).
+    pub(super) registry: Option<RegistrySyncStatus>,
 }
 
 #[derive(Debug)]
@@ -217,12 +221,16 @@ impl TrustState {
         if self.attestors.get(name).is_some_and(|a| a.spec == spec) {
             return Vec::new();
         }
-        let keys = Arc::new(AttestorKeys::load(name, &spec));
-        let hash = content_hash(&spec);
-        let (generation, status) = self
-            .attestors
-            .remove(name)
-            .map(|a| (a.generation, a.status))
+        // Only the keys decide what verifies: a change of the registry part re-verifies nothing.
+        let hash = content_hash(&spec.public_keys);
+        let previous = self.attestors.remove(name);
+        let same_keys = previous.as_ref().is_some_and(|a| a.hash == hash);
+        let keys = match &previous {
+            Some(a) if same_keys => a.keys.clone(),
+            _ => Arc::new(AttestorKeys::load(name, &spec)),
+        };
+        let (generation, uid, status, registry) = previous
+            .map(|a| (a.generation, a.uid, a.status, a.registry))
             .unwrap_or_default();
         let name: Arc<str> = name.into();
         self.attestors.insert(
@@ -232,10 +240,16 @@ impl TrustState {
                 keys,
                 hash,
                 generation,
+                uid,
                 status,
+                registry,
             },
         );
         self.mark_attestor(&name);
+        self.publish_registry_sources();
+        if same_keys {
+            return Vec::new();
+        }
         let jobs = self.refresh_attestor(&name);
         self.publish();
         jobs
@@ -246,21 +260,60 @@ impl TrustState {
         &mut self,
         name: &str,
         generation: Option<i64>,
+        uid: Option<String>,
         status: Option<AttestorStatus>,
     ) {
-        if let Some(entry) = self.attestors.get_mut(name)
-            && (entry.generation != generation || entry.status != status)
-        {
+        let Some(entry) = self.attestors.get_mut(name) else {
+            return;
+        };
+        let new_uid = entry.uid != uid;
+        if entry.generation != generation || entry.status != status || new_uid {
             entry.generation = generation;
             entry.status = status;
+            entry.uid = uid;
             self.mark_attestor(name);
         }
+        if new_uid {
+            self.publish_registry_sources();
+        }
+    }
+
+    /// What the last sync of an attestor's registry signatures found (the leader's syncs);
+    /// `None` when it no longer syncs.
+    pub fn record_sync(&mut self, name: &str, status: Option<RegistrySyncStatus>) {
+        if let Some(entry) = self.attestors.get_mut(name)
+            && entry.registry != status
+        {
+            entry.registry = status;
+            self.mark_attestor(name);
+        }
+    }
+
+    /// Tell the readers which attestors sync registry signatures.
+    fn publish_registry_sources(&self) {
+        let mut sources: Vec<RegistrySource> = self
+            .attestors
+            .iter()
+            .filter_map(|(name, entry)| {
+                let spec = entry.spec.registry_signatures.as_ref()?;
+                Some(RegistrySource::new(
+                    name.clone(),
+                    entry.uid.clone(),
+                    spec,
+                    entry.keys.clone(),
+                ))
+            })
+            .collect();
+        sources.sort_by(|a, b| a.attestor.cmp(&b.attestor));
+        self.index.registry_sources.store(Arc::new(sources));
+        self.index.changed();
     }
 
     /// An Attestor was deleted (or can no longer be read): nothing it vouched for is trusted.
     pub fn delete_attestor(&mut self, name: &str) {
         if self.attestors.remove(name).is_some() {
             self.mark_attestor(name);
+            self.publish_registry_sources();
             let jobs = self.refresh_attestor(name);
             debug_assert!(jobs.is_empty());
             self.publish();

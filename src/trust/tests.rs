@@ -60,6 +60,7 @@ impl TestKey {
         AttestorSpec {
             description: None,
             public_keys: vec![self.public_key()],
+            registry_signatures: None,
         }
     }
 
@@ -443,7 +444,7 @@ fn only_verified_content_is_kept_and_copies_share_it() {
         0,
         Signature {
             public_key_id: "junk".into(),
-            signature: "A".repeat(90 * 1024),
+            signature: "A".repeat(20 * 1024),
         },
     );
     let mut all: Vec<(String, ImageAttestationSpec)> = (0..50)
@@ -452,7 +453,7 @@ fn only_verified_content_is_kept_and_copies_share_it() {
     // Attestations that fail, and ones naming an attestor that does not exist.
     all.extend((0..50).map(|i| {
         let mut forged = stranger.attest("build", &url('b'));
-        forged.serialized_payload = Some(format!("{}{i}", "A".repeat(80 * 1024)));
+        forged.serialized_payload = Some(format!("{}{i}", "A".repeat(20 * 1024)));
         (format!("ns/forged-{i}"), forged)
     }));
     all.extend((0..50).map(|i| {

@@ -230,7 +230,7 @@ fn apply_attestor(state: &mut TrustState, guard: DeserializeGuard<Attestor>) -> 
     match guard.0 {
         Ok(a) => {
             let jobs = state.apply_attestor(&name, a.spec);
-            state.observe_attestor(&name, a.metadata.generation, a.status);
+            state.observe_attestor(&name, a.metadata.generation, a.metadata.uid, a.status);
             jobs
         }
         Err(_) => {
@@ -295,6 +295,7 @@ pub(super) fn handle(state: &mut TrustState, buffers: &mut Buffers, change: Chan
                         Ok(a) => state.observe_attestor(
                             &a.name_any(),
                             a.metadata.generation,
+                            a.metadata.uid.clone(),
                             a.status.clone(),
                         ),
                         Err(_) => invalid(state, guard),
@@ -397,9 +398,10 @@ fn lock(state: &Mutex<TrustState>) -> std::sync::MutexGuard<'_, TrustState> {
 }
 
 fn attestation_watch(client: &Client, metrics: &Arc<Metrics>) -> BoxStream<'static, Tagged> {
-    // Pages of 100: a page of the largest attestations the schema allows stays far below the
-    // memory limit, while it is buffered.
-    let config = crate::watcher::config().page_size(100);
+    // Pages of 500 (kube's default): the API server's cost is mostly per request, so larger
+    // pages list 100k attestations in a quarter of the time pages of 100 take; a page of the
+    // largest attestations the schema allows (`crd::limits`) is about 110 MB while buffered.
+    let config = crate::watcher::config().page_size(500);
     watch(
         Resource::ImageAttestations,
         metrics,

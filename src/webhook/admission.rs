@@ -491,10 +491,18 @@ pub fn review(index: &Index, body: &[u8]) -> Answer {
         Err(CannotDecide::Undecided(undecided)) => return cx.undecided(&undecided),
     };
     span.record("allowed", decision.allowed);
+    // Denied for want of an attestation, an image of a synced repository is looked up at once
+    // (in the background): the controller's next try can be admitted.
+    let fetching = if decision.allowed {
+        Vec::new()
+    } else {
+        index.request_lookups(&decision)
+    };
     let notice_allowed = !request.dry_run.unwrap_or(false);
     respond(
         &cx,
         &decision,
+        &fetching,
         workload_kind,
         notice_allowed.then(|| reference(&kind, &workload, &namespace, &object)),
     )
@@ -504,6 +512,7 @@ pub fn review(index: &Index, body: &[u8]) -> Answer {
 fn respond(
     cx: &Context<'_>,
     decision: &Decision,
+    fetching: &[String],
     kind: WorkloadKind,
     regarding: Option<ObjectReference>,
 ) -> Answer {
@@ -525,7 +534,13 @@ fn respond(
                 }
             }
         }
-        let message = decision.message();
+        let mut message = decision.message();
+        if !fetching.is_empty() {
+            message.push_str(&format!(
+                " binauthz is fetching this image's signatures from {} now; retry in a few seconds.",
+                fetching.join(", ")
+            ));
+        }
         tracing::info!(%message, "denied");
         let status = Status::failure(&message, VIOLATES_POLICY)
             .with_code(400)

@@ -255,6 +255,7 @@ pub async fn start_operator(
         kubeconfig: None,
         validation_interval,
         client_ca_file: None,
+        insecure_registries: Vec::new(),
     };
     let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -47,6 +47,7 @@ impl Signer {
                 }),
                 ..AttestorPublicKey::default()
             }],
+            registry_signatures: None,
         }
     }
 
