@@ -6,6 +6,7 @@
 
 pub mod attack;
 pub mod cluster;
+pub mod oci;
 pub mod operator;
 pub mod plane;
 pub mod process;
