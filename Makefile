@@ -136,7 +136,7 @@ krew-manifest:
 
 # ---- Measured: benchmarks and fuzzing (README.md, "Benchmarks" and "Fuzzing") ----
 
-.PHONY: bench bench-perf bench-admission bench-scale fuzz fuzz-build
+.PHONY: bench bench-perf bench-admission bench-scale bench-sync fuzz fuzz-build
 
 # `make bench` runs the three benchmarks (release builds; figures printed, no timing asserted),
 # keeps each one's output in $(BENCH_OUT) and ends with the line of the four headline figures.
@@ -144,7 +144,7 @@ krew-manifest:
 BENCH_OUT ?= $(ROOT)/target/bench
 HEADLINE  := admission_cpu_ratio p99_us verify_rsa2048_per_s ready_10k_s
 
-bench: bench-perf bench-admission bench-scale
+bench: bench-perf bench-admission bench-sync bench-scale
 	@for key in $(HEADLINE); do \
 	  value=$$(grep -hoE "(^| )$$key=[^ ]+" $(BENCH_OUT)/perf.txt $(BENCH_OUT)/admission.txt \
 	    $(BENCH_OUT)/scale.txt | tail -n 1 | tr -d ' '); \
@@ -164,6 +164,13 @@ bench-admission:
 	@mkdir -p $(BENCH_OUT)
 	cargo bench --bench admission > $(BENCH_OUT)/admission.txt
 	@cat $(BENCH_OUT)/admission.txt
+
+# Registry signatures: 1,000 cosign-signed images synced by one replica, on the test control
+# plane and a crane registry. SYNC_IMAGES=N changes the count.
+bench-sync: cluster-up tools
+	@mkdir -p $(BENCH_OUT)
+	cargo bench --bench sync > $(BENCH_OUT)/sync.txt
+	@cat $(BENCH_OUT)/sync.txt
 
 # Scale: one replica over 1k/10k/100k ImageAttestations, on a control plane of its own
 # (target/scale-cluster, ports 36443/32379/32380). SCALE_SIZES=1000,10000 picks sizes.

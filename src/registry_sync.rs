@@ -706,3 +706,22 @@ pub async fn run_lookups(syncer: Arc<Syncer>, mut receiver: mpsc::Receiver<Looku
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attestor_labels_fit_label_values() {
+        assert_eq!(attestor_label("cosign"), "cosign");
+        let long = format!("{}.example", "a".repeat(80));
+        let label = attestor_label(&long);
+        assert!(label.len() <= 63, "{label}");
+        assert_ne!(attestor_label(&long), attestor_label(&format!("{long}2")));
+        assert!(
+            label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        );
+    }
+}

@@ -828,3 +828,47 @@ mod reports {
         assert!(!s.has_reports());
     }
 }
+
+#[test]
+fn registry_settings_reverify_nothing_and_are_published_to_the_readers() {
+    let key = TestKey::new();
+    let url = format!("gcr.io/p/app@sha256:{}", "a".repeat(64));
+    let (mut s, metrics) = synced(&key, vec![("ns/a".into(), key.attest("build", &url))]);
+    let index = s.index().clone();
+    assert_eq!(index.trust_entries(), 1);
+    assert!(index.registry_sources().is_empty());
+    let runs = metrics.verifications();
+    let mut spec = key.attestor();
+    spec.registry_signatures = Some(crate::crd::RegistrySignatures {
+        repositories: vec![
+            "registry.example.com/team/app".into(),
+            "not a repository".into(),
+        ],
+        pull_secret: None,
+        interval: Some("30s".into()),
+    });
+    let jobs = s.apply_attestor("build", spec);
+    assert!(
+        jobs.is_empty(),
+        "the keys did not change: nothing to verify again"
+    );
+    assert_eq!(metrics.verifications(), runs);
+    assert_eq!(index.trust_entries(), 1);
+    s.observe_attestor("build", Some(2), Some("uid-1".into()), None);
+    let sources = index.registry_sources();
+    assert_eq!(sources.len(), 1);
+    let source = &sources[0];
+    assert_eq!(&*source.attestor, "build");
+    assert_eq!(source.uid.as_deref(), Some("uid-1"));
+    assert_eq!(source.repositories.len(), 1);
+    assert_eq!(
+        source.repositories[0].name(),
+        "registry.example.com/team/app"
+    );
+    assert_eq!(source.invalid.len(), 1, "{:?}", source.invalid);
+    assert_eq!(source.interval, std::time::Duration::from_secs(30));
+    // Removing the attestor removes its source.
+    s.delete_attestor("build");
+    assert!(index.registry_sources().is_empty());
+    assert_eq!(index.trust_entries(), 0);
+}
