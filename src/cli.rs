@@ -327,6 +327,25 @@ pub struct RunArgs {
         value_name = "HOST[:PORT]"
     )]
     pub insecure_registries: Vec<String>,
+    /// Append one JSON line per admission decision to this file (the audit log; schema in the
+    /// README). Admission never waits on it: a full queue drops records, counted in
+    /// binauthz_audit_records_dropped_total.
+    #[arg(long, env = "BINAUTHZ_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Log format: text (for people) or json (one object per line, for log pipelines). The
+    /// level is RUST_LOG's (default info).
+    #[arg(long, env = "BINAUTHZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How `binauthz run` writes its log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Arguments of `binauthz evaluate`.

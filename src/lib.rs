@@ -6,6 +6,7 @@
 //! `controller` reports what it found. `run` is the one place that wires a replica.
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod controller;

@@ -93,6 +93,7 @@ pub struct Metrics {
     decisions: [Counter; 5],
     duration: Histogram,
     trust_entries: Gauge<i64, std::sync::atomic::AtomicI64>,
+    ready: Gauge<i64, std::sync::atomic::AtomicI64>,
     verified: Counter,
     verification_failed: Counter,
     events_dropped: [Counter<u64, AtomicU64>; 2],
@@ -103,6 +104,8 @@ pub struct Metrics {
     registry_signatures: Family<AttestorLabel, Gauge>,
     registry_sync_errors: Family<AttestorLabel, Counter>,
     lookups: Family<OutcomeLabel, Counter>,
+    audit_written: Counter,
+    audit_dropped: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -161,6 +164,13 @@ impl Metrics {
             "trust_index_entries",
             "Attestations whose signature this replica verified and trusts now",
             trust_entries.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "trust_index_ready",
+            "1 once this replica's trust index has listed everything and verified it (then it \
+             decides), else 0",
+            ready.clone(),
         );
         let verifications = Family::<ResultLabel, Counter>::default();
         let verified = verifications
@@ -243,10 +253,24 @@ impl Metrics {
              the queue was full)",
             lookups.clone(),
         );
+        let audit_written = Counter::default();
+        registry.register(
+            "audit_records",
+            "Admission decisions written to the audit log",
+            audit_written.clone(),
+        );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_records_dropped",
+            "Admission decisions not written to the audit log (queue full, or the file could not \
+             be written; each is logged)",
+            audit_dropped.clone(),
+        );
         Self {
             decisions,
             duration,
             trust_entries,
+            ready,
             verified,
             verification_failed,
             events_dropped,
@@ -257,7 +281,14 @@ impl Metrics {
             registry_signatures,
             registry_sync_errors,
             lookups,
+            audit_written,
+            audit_dropped,
         }
+    }
+
+    /// The trust index became ready.
+    pub fn set_ready(&self) {
+        self.ready.set(1);
     }
 
     /// A watch of `resource` (one of [`WATCHED`]) opened (`1`) or closed (`-1`).
@@ -398,6 +429,26 @@ impl Metrics {
                 attestor: attestor.to_owned(),
             })
             .inc();
+    }
+
+    /// Audit records written.
+    pub fn audit_written(&self, count: usize) {
+        self.audit_written.inc_by(count as u64);
+    }
+
+    /// One audit record dropped.
+    pub fn audit_dropped(&self) {
+        self.audit_dropped.inc();
+    }
+
+    /// Audit records dropped at once (a write failed).
+    pub fn audit_dropped_many(&self, count: usize) {
+        self.audit_dropped.inc_by(count as u64);
+    }
+
+    /// Audit records written and dropped so far.
+    pub fn audit(&self) -> (u64, u64) {
+        (self.audit_written.get(), self.audit_dropped.get())
     }
 
     /// A lookup of a denied image ended (`found`, `none`, `error`) or was dropped.

@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, Admin};
+use crate::audit::{self, AuditSink};
 use crate::cli::RunArgs;
 use crate::controller::{self, WebhookSettings};
 use crate::crd::{AttestationPolicy, Attestor, ImageAttestation};
@@ -117,6 +118,8 @@ pub struct RunConfig {
     pub client_ca_file: Option<PathBuf>,
     /// Registries read over plain HTTP besides loopback ones (registry signatures).
     pub insecure_registries: Vec<String>,
+    /// Where the audit log of decisions goes, if anywhere.
+    pub audit_log: Option<PathBuf>,
 }
 
 /// The host of an `https://HOST[:PORT]/...` URL.
@@ -183,6 +186,7 @@ impl RunConfig {
             validation_interval: args.validation_interval,
             client_ca_file: args.client_ca_file,
             insecure_registries: args.insecure_registries,
+            audit_log: args.audit_log,
         })
     }
 }
@@ -381,6 +385,13 @@ pub async fn run(
         queue,
     ));
 
+    let mut webhook = Webhook::new(index.clone(), metrics.clone(), sink);
+    if let Some(path) = &config.audit_log {
+        let (audit_sink, records) = AuditSink::channel(metrics.clone());
+        tasks.spawn(audit::run(path.clone(), records, metrics.clone()));
+        webhook = webhook.with_audit(audit_sink);
+        tracing::info!(path = %path.display(), "writing the audit log of admission decisions");
+    }
     let tls_config = webhook::server::server_config(certs.resolver(), client_roots)
         .map_err(|e| RunError::Webhook(format!("TLS configuration: {e}")))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -406,7 +417,7 @@ pub async fn run(
     let mut webhook_server = tokio::spawn(webhook::server::serve_tls(
         webhook_listener,
         Arc::new(tls_config),
-        webhook::router(Arc::new(Webhook::new(index, metrics.clone(), sink))),
+        webhook::router(Arc::new(webhook)),
         stopped(stop_rx),
     ));
     tracing::info!(
@@ -526,12 +537,15 @@ async fn shutdown_signal() {
 
 /// Entry point of `binauthz run`.
 pub async fn main(args: RunArgs) -> Result<(), RunError> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = match args.log_format {
+        crate::cli::LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).try_init(),
+        crate::cli::LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .try_init(),
+    };
     // rustls needs one process-wide provider when several are compiled in.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let config = RunConfig::from_args(args)?;

@@ -17,10 +17,15 @@ fn yaml_files(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn committed_crds_match_the_rust_types() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    // crds/ is the output of `binauthz crds`; config/crd/ is the same files as a kustomize base.
+    // crds/ is the output of `binauthz crds`; config/crd/ is the same files as a kustomize base,
+    // and the Helm chart's crds/ the same for Helm.
     for (folder, command) in [
         ("crds", "cargo run -- crds --out crds"),
         ("config/crd", "cargo run -- crds --out config/crd"),
+        (
+            "config/helm/binauthz/crds",
+            "cargo run -- crds --out config/helm/binauthz/crds",
+        ),
     ] {
         let dir = root.join(folder);
         let mut expected_files = Vec::new();

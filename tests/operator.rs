@@ -283,9 +283,22 @@ async fn service_account_rights_are_least_privilege() {
     assert!(!can_i(&sa, &["patch", "namespaces"]));
     // Nothing reads single objects of ours: list and watch only.
     assert!(!can_i(&sa, &["get", "attestors.binauthz.dev"]));
+    // Secrets: only in its own namespace (the pull Secrets Attestors name), never listed,
+    // never elsewhere.
     assert!(!can_i(&sa, &["get", "secrets", "-A"]));
-    assert!(!can_i(&sa, &["get", "secrets", "-n", &ns]));
-    assert!(!can_i(&sa, &["get", "secrets/other", "-n", &ns]));
+    assert!(!can_i(&sa, &["get", "secrets", "-n", "default"]));
+    assert!(can_i(&sa, &["get", "secrets/regcred", "-n", &ns]));
+    assert!(!can_i(&sa, &["list", "secrets", "-n", &ns]));
+    assert!(!can_i(&sa, &["watch", "secrets/other", "-n", &ns]));
+    // Registry ImageAttestations: written in its own namespace only.
+    assert!(can_i(
+        &sa,
+        &["create", "imageattestations.binauthz.dev", "-n", &ns]
+    ));
+    assert!(!can_i(
+        &sa,
+        &["create", "imageattestations.binauthz.dev", "-n", "default"]
+    ));
     assert!(!can_i(&sa, &["get", "configmaps", "-n", "default"]));
     assert!(
         !can_i(&sa, &["patch", "attestors.binauthz.dev"]),
@@ -339,6 +352,7 @@ async fn start_operator(
         validation_interval: Duration::from_secs(3600),
         client_ca_file: None,
         insecure_registries: Vec::new(),
+        audit_log: None,
     };
     let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -127,6 +127,24 @@ impl TrustIndex {
         self.keys.keys().map(|k| &**k)
     }
 
+    /// The attestors whose verified attestations vouch for `digest` (one lookup per attestor
+    /// name: for audit records, not for decisions).
+    pub fn attestors_of(&self, digest: &Digest) -> Vec<String> {
+        self.names
+            .iter()
+            .enumerate()
+            .filter(|(id, _)| {
+                u32::try_from(*id).is_ok_and(|attestor| {
+                    self.entries.contains_key(&Entry {
+                        digest: *digest.as_bytes(),
+                        attestor,
+                    })
+                })
+            })
+            .map(|(_, name)| name.to_string())
+            .collect()
+    }
+
     /// Number of distinct digests `attestor` vouches for.
     pub fn verified_digest_count(&self, attestor: &str) -> usize {
         self.ids

@@ -895,6 +895,7 @@ impl TrustState {
         let all = Resource::ALL.iter().fold(0, |acc, r| acc | r.bit());
         if self.synced == all && self.pending == 0 && !self.index.is_ready() {
             self.index.ready.store(true, Ordering::Release);
+            self.metrics.set_ready();
             tracing::info!(
                 attestations = self.attestations.len(),
                 trusted = self.index.trust_entries(),

@@ -9,6 +9,7 @@ use kube::core::response::{StatusCause, StatusDetails};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::audit::{self, AuditImage, AuditRecord, AuditUser};
 use crate::events::{Notice, NoticeReason};
 use crate::metrics::AdmissionResult;
 use crate::policy::{Decision, Undecided, Workload, WorkloadKind};
@@ -56,6 +57,8 @@ pub struct Reviewed {
     /// The namespace the decision waits for: the answer refuses the request (retryably) because
     /// the namespace is not known yet; asking again once it is known may decide.
     pub unknown_namespace: Option<String>,
+    /// The decision's audit record.
+    pub audit: Option<Box<AuditRecord>>,
 }
 
 /// An HTTP error answer, sent as a Kubernetes `Status`.
@@ -162,9 +165,19 @@ struct RequestIn {
     #[serde(default)]
     dry_run: Option<bool>,
     #[serde(default)]
+    user_info: Option<UserInfoIn>,
+    #[serde(default)]
     object: Option<Value>,
     #[serde(default)]
     old_object: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct UserInfoIn {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +235,7 @@ impl Context<'_> {
                 result,
                 notice: notice.map(Box::new),
                 unknown_namespace: None,
+                audit: None,
             }),
             Err(e) => Answer::Error(HttpError {
                 code: 500,
@@ -371,8 +385,75 @@ fn reference(
     }
 }
 
-/// Answer one AdmissionReview body from memory.
+/// Answer one AdmissionReview body from memory, with the decision's audit record.
 pub fn review(index: &Index, body: &[u8]) -> Answer {
+    let mut audit = AuditRecord {
+        api_version: audit::API_VERSION,
+        kind: audit::KIND,
+        ..AuditRecord::default()
+    };
+    let mut answer = judge(index, body, &mut audit);
+    if let Answer::Review(reviewed) = &mut answer
+        && !audit.uid.is_empty()
+    {
+        audit.result = reviewed.result.as_str();
+        audit.time = jiff::Timestamp::now().to_string();
+        reviewed.audit = Some(Box::new(audit));
+    }
+    answer
+}
+
+/// The images of a decided workload, for its audit record.
+fn audit_images(index: &Index, workload: &Workload, decision: &Decision) -> Vec<AuditImage> {
+    let mut images: Vec<AuditImage> = Vec::new();
+    for image_use in &workload.images {
+        let used = format!(
+            "{} {}",
+            image_use
+                .source
+                .as_str()
+                .strip_suffix('s')
+                .unwrap_or(image_use.source.as_str()),
+            image_use.name
+        );
+        if let Some(known) = images.iter_mut().find(|i| i.image == image_use.image) {
+            known.uses.push(used);
+            continue;
+        }
+        let digest = crate::image::ImageRef::parse(&image_use.image)
+            .ok()
+            .and_then(|i| i.digest().copied());
+        let refusal = decision
+            .denials
+            .iter()
+            .chain(&decision.dry_run)
+            .find(|v| v.image == image_use.image);
+        images.push(AuditImage {
+            image: image_use.image.clone(),
+            digest: digest.map(|d| d.as_str().to_owned()),
+            uses: vec![used],
+            refused: refusal.is_some(),
+            policy: refusal.map(|v| v.policy.to_string()),
+            rule: refusal.map(|v| v.rule.to_string()),
+            enforcement_mode: refusal.map(|v| {
+                match v.enforcement_mode {
+                    crate::crd::EnforcementMode::EnforcedBlockAndAuditLog => {
+                        "ENFORCED_BLOCK_AND_AUDIT_LOG"
+                    }
+                    crate::crd::EnforcementMode::DryrunAuditLogOnly => "DRYRUN_AUDIT_LOG_ONLY",
+                }
+                .to_owned()
+            }),
+            reason: refusal.map(|v| v.details()),
+            attested_by: digest
+                .map(|d| index.read_trust(|t| t.attestors_of(&d)))
+                .unwrap_or_default(),
+        });
+    }
+    images
+}
+
+fn judge(index: &Index, body: &[u8], audit: &mut AuditRecord) -> Answer {
     let span = tracing::Span::current();
     let review = match parse(body) {
         Ok(review) => review,
@@ -418,35 +499,52 @@ pub fn review(index: &Index, body: &[u8]) -> Answer {
         }
     };
     span.record("uid", uid.as_str());
+    audit.uid.clone_from(&uid);
+    audit.dry_run = request.dry_run.unwrap_or(false);
+    if let Some(user) = request.user_info {
+        audit.user = AuditUser {
+            username: user.username,
+            groups: user.groups,
+        };
+    }
     let cx = Context { api_version, uid };
 
     let Some(operation) = request.operation else {
         return cx.invalid("request.operation is missing".to_owned());
     };
     span.record("operation", operation.as_str());
+    audit.operation.clone_from(&operation);
     let Some(kind) = request.kind else {
         return cx.invalid("request.kind is missing".to_owned());
     };
     span.record("kind", kind.kind.as_str());
+    audit.object_kind.clone_from(&kind.kind);
     let namespace = request.namespace.filter(|n| !n.is_empty());
     if let Some(ns) = &namespace {
         span.record("namespace", ns.as_str());
+        audit.namespace.clone_from(ns);
     }
     if let Some(name) = request.name.as_deref().filter(|n| !n.is_empty()) {
         span.record("name", name);
+        audit.name = name.to_owned();
     }
     // Only pods and pod templates carry images; deletes and connects change none.
     if operation != "CREATE" && operation != "UPDATE" {
+        audit.not_judged = Some(format!("{operation} adds no image"));
         return cx.allow();
     }
     match request.sub_resource.as_deref() {
         None | Some("" | "ephemeralcontainers") => {}
         // status, scale, binding, ...: never a new image.
-        Some(_) => return cx.allow(),
+        Some(sub) => {
+            audit.not_judged = Some(format!("the {sub} subresource adds no image"));
+            return cx.allow();
+        }
     }
     let Some(workload_kind) =
         WorkloadKind::from_type(&group_version(&kind.group, &kind.version), &kind.kind)
     else {
+        audit.not_judged = Some(format!("{} is not a workload", kind.kind));
         return cx.allow();
     };
     let Some(object) = request.object else {
@@ -470,6 +568,10 @@ pub fn review(index: &Index, body: &[u8]) -> Answer {
     }
     let namespace = workload.namespace().to_owned();
     span.record("namespace", namespace.as_str());
+    audit.namespace.clone_from(&namespace);
+    if audit.name.is_empty() {
+        audit.name.clone_from(&workload.name);
+    }
 
     // An UPDATE that keeps the same images is admitted without asking the policy: label
     // edits, finalizer removal, scaling and status changes must never get stuck behind a
@@ -480,6 +582,7 @@ pub fn review(index: &Index, body: &[u8]) -> Answer {
         && images(&old) == images(&workload)
     {
         span.record("allowed", true);
+        audit.not_judged = Some("the update keeps the images".to_owned());
         return cx.allow();
     }
 
@@ -491,6 +594,11 @@ pub fn review(index: &Index, body: &[u8]) -> Answer {
         Err(CannotDecide::Undecided(undecided)) => return cx.undecided(&undecided),
     };
     span.record("allowed", decision.allowed);
+    audit.policies = decision.policies.iter().map(|p| p.to_string()).collect();
+    audit.images = audit_images(index, &workload, &decision);
+    if !decision.allowed {
+        audit.message = Some(decision.message());
+    }
     // Denied for want of an attestation, an image of a synced repository is looked up at once
     // (in the background): the controller's next try can be admitted.
     let fetching = if decision.allowed {

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tracing::field::Empty;
 
+use crate::audit::AuditSink;
 use crate::events::EventSink;
 use crate::metrics::Metrics;
 use crate::trust::Index;
@@ -39,6 +40,7 @@ pub struct Webhook {
     metrics: Arc<Metrics>,
     events: EventSink,
     bodies: BodyLimits,
+    audit: Option<AuditSink>,
 }
 
 impl Webhook {
@@ -59,7 +61,14 @@ impl Webhook {
             metrics,
             events,
             bodies,
+            audit: None,
         }
+    }
+
+    /// Also write every decision to the audit log behind `sink`.
+    pub fn with_audit(mut self, sink: AuditSink) -> Self {
+        self.audit = Some(sink);
+        self
     }
 }
 
@@ -115,6 +124,9 @@ async fn validate(State(webhook): State<Arc<Webhook>>, request: Request<Body>) -
         Answer::Review(reviewed) => {
             if let Some(notice) = reviewed.notice {
                 webhook.events.send(*notice);
+            }
+            if let (Some(sink), Some(record)) = (&webhook.audit, reviewed.audit) {
+                sink.record(*record);
             }
             json(StatusCode::OK, reviewed.body)
         }

@@ -256,6 +256,7 @@ pub async fn start_operator(
         validation_interval,
         client_ca_file: None,
         insecure_registries: Vec::new(),
+        audit_log: None,
     };
     let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
