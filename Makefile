@@ -50,10 +50,12 @@ CRANE    := $(TOOLS)/crane-v0.21.9/crane
 REGISTRY := $(TOOLS)/registry-v3.1.1/registry
 COSIGN2  := $(TOOLS)/cosign-v2.6.5/cosign
 COSIGN3  := $(TOOLS)/cosign-v3.1.3/cosign
+HELM     := $(TOOLS)/helm-v4.3.2/helm
+REPORTS  := $(TOOLS)/openreports-v0.2.1/openreports.io_reports.yaml
 GO_TOOL   = CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOBIN=$(@D) go install -trimpath -ldflags='-s -w'
 
 .PHONY: tools
-tools: $(KREW) $(CRANE) $(REGISTRY) $(COSIGN2) $(COSIGN3)
+tools: $(KREW) $(CRANE) $(REGISTRY) $(COSIGN2) $(COSIGN3) $(HELM) $(REPORTS)
 
 $(KREW):
 	$(GO_TOOL) sigs.k8s.io/krew/cmd/krew@v0.4.3
@@ -72,6 +74,16 @@ $(COSIGN2):
 
 $(COSIGN3):
 	$(GO_TOOL) github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3
+
+# The OpenReports CRDs (Report, ClusterReport) as their Go module ships them.
+$(REPORTS):
+	@mkdir -p $(@D)
+	dir=$$(cd $(@D) && GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download -json github.com/openreports/reports-api@v0.2.1 \
+	  | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); cp "$$dir"/config/crd/*.yaml $(@D)/
+
+# Helm v4, for the chart's tests (lint, template, install, upgrade, uninstall).
+$(HELM):
+	$(GO_TOOL) helm.sh/helm/v4/cmd/helm@v4.3.2
 
 # The enforcement walkthrough, typed out: binauthz run + kubectl + gpg on the test control plane.
 demo: deps cluster-up

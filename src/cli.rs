@@ -336,6 +336,16 @@ pub struct RunArgs {
     /// level is RUST_LOG's (default info).
     #[arg(long, env = "BINAUTHZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Publish continuous validation's results as policy reports, one per namespace:
+    /// OpenReports (openreports.io Report), the legacy wgpolicyk8s.io PolicyReport, or off.
+    /// Nothing is written while the chosen CRD is not installed.
+    #[arg(
+        long,
+        env = "BINAUTHZ_POLICY_REPORTS",
+        value_enum,
+        default_value_t = crate::controller::validation::policy_reports::ReportFormat::Openreports
+    )]
+    pub policy_reports: crate::controller::validation::policy_reports::ReportFormat,
 }
 
 /// How `binauthz run` writes its log.

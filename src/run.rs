@@ -120,6 +120,8 @@ pub struct RunConfig {
     pub insecure_registries: Vec<String>,
     /// Where the audit log of decisions goes, if anywhere.
     pub audit_log: Option<PathBuf>,
+    /// How continuous validation publishes its results.
+    pub policy_reports: controller::validation::policy_reports::ReportFormat,
 }
 
 /// The host of an `https://HOST[:PORT]/...` URL.
@@ -187,6 +189,7 @@ impl RunConfig {
             client_ca_file: args.client_ca_file,
             insecure_registries: args.insecure_registries,
             audit_log: args.audit_log,
+            policy_reports: args.policy_reports,
         })
     }
 }
@@ -289,7 +292,7 @@ async fn lead(replica: Arc<Replica>) {
             CERT_CHECK_INTERVAL,
             replica.certs.clone(),
         ) => {}
-        () = controller::run(ctx, config.validation_interval) => {}
+        () = controller::run(ctx, config.validation_interval, config.policy_reports) => {}
         () = registry_sync::run(replica.syncer.clone(), |attestor, status| {
             replica
                 .trust

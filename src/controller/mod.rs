@@ -162,10 +162,14 @@ pub fn reference<K: Resource<DynamicType = ()>>(
 /// Run the status writer, the webhook configuration loop and continuous validation (every
 /// running pod judged every `validation_interval`) until one of them stops. Only the leader
 /// calls this.
-pub async fn run(ctx: Arc<Context>, validation_interval: Duration) {
+pub async fn run(
+    ctx: Arc<Context>,
+    validation_interval: Duration,
+    report_format: validation::policy_reports::ReportFormat,
+) {
     let statuses = status::run(ctx.clone());
     let webhook = webhook_config::maintain(ctx.clone());
-    let validation = validation::run(ctx.clone(), validation_interval);
+    let validation = validation::run(ctx.clone(), validation_interval, report_format);
     tracing::info!("controller started");
     tokio::select! {
         () = statuses => tracing::warn!("status writer stopped"),

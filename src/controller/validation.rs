@@ -28,6 +28,7 @@ use crate::crd::AttestationPolicy;
 use crate::watcher::{Counted, Retry, WatchBackoff};
 
 pub mod pod;
+pub mod policy_reports;
 pub mod report;
 
 pub use pod::{RunningPod, strip_pod};
@@ -105,6 +106,8 @@ struct Validator {
     pods: Store<RunningPod>,
     pods_synced: bool,
     violations: Violations,
+    reports: policy_reports::Reports,
+    report_format: policy_reports::ReportFormat,
 }
 
 impl Validator {
@@ -134,29 +137,53 @@ impl Validator {
             (selected, gone)
         };
         let mut violations = std::mem::take(&mut self.violations);
+        let mut reports = std::mem::take(&mut self.reports);
         for key in &gone {
             violations.remove(key);
+            reports.forget(key);
         }
         // Judging every pod is CPU work: keep it off the async workers.
         let ctx = self.ctx.clone();
         let judged = tokio::task::spawn_blocking(move || {
             let exempt = ctx.settings.exempt();
+            let uids: std::collections::HashMap<PodKey, Option<String>> = selected
+                .iter()
+                .map(|p| (PodKey::of(p), p.metadata.uid.clone()))
+                .collect();
+            let now = jiff::Timestamp::now();
+            let reports_cell = std::cell::RefCell::new(&mut reports);
             let (events, undecided) = judge_pods(
-                |w| ctx.index.decide(w).map_err(|e| e.to_string()),
+                |w| {
+                    let decision = ctx.index.decide(w).map_err(|e| e.to_string());
+                    if let Ok(decision) = &decision {
+                        let key = PodKey {
+                            namespace: w.namespace().to_owned(),
+                            name: w.name.clone(),
+                        };
+                        let uid = uids.get(&key).cloned().flatten();
+                        reports_cell.borrow_mut().record(key, uid, decision, now);
+                    }
+                    decision
+                },
                 &exempt,
                 selected.iter().map(|p| &**p),
                 &mut violations,
             );
+            let present: HashSet<PodKey> = selected.iter().map(|p| PodKey::of(p)).collect();
             if full {
-                let present: HashSet<PodKey> = selected.iter().map(|p| PodKey::of(p)).collect();
                 violations.retain(|k| present.contains(k));
+                reports.retain(&present);
             }
-            (violations, events, undecided)
+            for key in present.iter().filter(|k| exempt.contains(&k.namespace)) {
+                reports.forget(key);
+            }
+            (violations, reports, events, undecided)
         })
         .await;
         let (events, undecided) = match judged {
-            Ok((violations, events, undecided)) => {
+            Ok((violations, reports, events, undecided)) => {
                 self.violations = violations;
+                self.reports = reports;
                 (events, undecided)
             }
             Err(error) => {
@@ -165,7 +192,9 @@ impl Validator {
             }
         };
         self.publish(events).await;
-        self.write_statuses().await && undecided.is_empty()
+        let reported =
+            policy_reports::write(&mut self.reports, &self.ctx.client, self.report_format).await;
+        self.write_statuses().await && reported && undecided.is_empty()
     }
 
     async fn publish(&self, events: Vec<PodEvent>) {
@@ -221,7 +250,11 @@ impl Validator {
 
 /// Judge every running pod every `interval`, and the affected ones soon after a change.
 /// Returns only if the pod watch ends (it does not, normally).
-pub async fn run(ctx: Arc<Context>, interval: Duration) {
+pub async fn run(
+    ctx: Arc<Context>,
+    interval: Duration,
+    report_format: policy_reports::ReportFormat,
+) {
     let (pods, pod_writer) = reflector::store();
     let counted = Counted::open(&ctx.metrics, "pods");
     let pod_events = watcher(
@@ -238,6 +271,8 @@ pub async fn run(ctx: Arc<Context>, interval: Duration) {
         pods,
         pods_synced: false,
         violations: Violations::default(),
+        reports: policy_reports::Reports::default(),
+        report_format,
     };
     let mut schedule = Schedule {
         at: None,

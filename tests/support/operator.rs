@@ -257,6 +257,7 @@ pub async fn start_operator(
         client_ca_file: None,
         insecure_registries: Vec::new(),
         audit_log: None,
+        policy_reports: Default::default(),
     };
     let sa_client = client_as(&format!("system:serviceaccount:{ns}:binauthz")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
