@@ -154,7 +154,8 @@ krew-manifest:
 # keeps each one's output in $(BENCH_OUT) and ends with the line of the four headline figures.
 # BENCH_QUICK=1 checks the benches in a few minutes.
 BENCH_OUT ?= $(ROOT)/target/bench
-HEADLINE  := admission_cpu_ratio p99_us verify_rsa2048_per_s ready_10k_s
+HEADLINE  := admission_cpu_ratio p99_us verify_rsa2048_per_s ready_10k_s floor_p99_us cpu_ratio_16k \
+	pgp_rsa2048_verify_over_raw
 
 bench: bench-perf bench-admission bench-sync bench-scale
 	@for key in $(HEADLINE); do \
@@ -171,8 +172,14 @@ bench-perf:
 	cargo bench --bench perf -- $(BENCH_ARGS) > $(BENCH_OUT)/perf.txt
 	@cat $(BENCH_OUT)/perf.txt
 
-# Admission load: the webhook over 100k attestations vs a bare TLS+JSON floor.
-bench-admission:
+# The external load generator of the admission bench (open loop, latency correction), pinned.
+OHA := $(ROOT)/target/tools/oha-1.16.0/bin/oha
+$(OHA):
+	cargo install oha --version 1.16.0 --locked --root $(ROOT)/target/tools/oha-1.16.0
+
+# Admission load: the webhook over 100k attestations vs a bare TLS+JSON floor, in process and
+# driven by oha (servers on CPU 0, oha on CPU 1).
+bench-admission: $(OHA)
 	@mkdir -p $(BENCH_OUT)
 	cargo bench --bench admission > $(BENCH_OUT)/admission.txt
 	@cat $(BENCH_OUT)/admission.txt

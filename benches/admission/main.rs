@@ -853,8 +853,141 @@ fn main() {
         attacked.latency.p99,
         attacked.peak.saturating_sub(attacked.before) >> 20
     );
+    // Latency as the field measures it: an external open-loop generator with latency
+    // correction, on a core of its own.
+    let external = external_latency(&ours, &floor, &small, connections, secs);
+    let (p99_us, floor_p99_us) = match &external {
+        Some((ours_p99, floor_p99)) => (*ours_p99, Some(*floor_p99)),
+        None => (p99_small_ours, None),
+    };
     println!(
-        "admission_cpu_ratio={:.2} p99_us={p99_small_ours}",
-        ratio("3 KiB")
+        "admission_cpu_ratio={:.2} p99_us={p99_us} floor_p99_us={} cpu_ratio_16k={:.2}",
+        ratio("3 KiB"),
+        floor_p99_us.map_or_else(|| "n/a".to_owned(), |f| f.to_string()),
+        ratio("16 KiB")
     );
+}
+
+/// oha, built by `make tools` at a pinned version.
+fn oha() -> Option<std::path::PathBuf> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/oha-1.16.0/bin/oha");
+    path.is_file().then_some(path)
+}
+
+/// What oha measured at one rate.
+struct Measured {
+    achieved: f64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+}
+
+fn oha_run(
+    oha: &std::path::Path,
+    port: u16,
+    body: &std::path::Path,
+    rate: u32,
+    connections: usize,
+    secs: f64,
+) -> Measured {
+    let out = std::process::Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(oha)
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "--insecure",
+            "--latency-correction",
+            "-z",
+            &format!("{secs}s"),
+            "-q",
+            &rate.to_string(),
+            "-c",
+            &connections.to_string(),
+            "-m",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-D",
+            body.to_str().unwrap(),
+            &format!("https://127.0.0.1:{port}/validate"),
+        ])
+        .output()
+        .expect("run oha");
+    assert!(
+        out.status.success(),
+        "oha: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("oha JSON");
+    let us = |key: &str| (v["latencyPercentiles"][key].as_f64().unwrap_or(f64::NAN) * 1e6) as u64;
+    Measured {
+        achieved: v["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
+        p50: us("p50"),
+        p99: us("p99"),
+        p999: us("p99.9"),
+    }
+}
+
+/// Both servers driven by oha at 500, 1,000 and 2,000 reviews/s, then at doubling rates
+/// until p99 passes 1 ms; returns each server's p99 at 2,000/s.
+fn external_latency(
+    ours: &Server,
+    floor: &Server,
+    body: &[u8],
+    connections: usize,
+    secs: f64,
+) -> Option<(u64, u64)> {
+    let Some(oha) = oha() else {
+        println!("\n(oha not built: `make tools` builds it; external latency skipped)");
+        return None;
+    };
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), body).unwrap();
+    // The servers (every thread of this process) on CPU 0, oha on CPU 1.
+    let pinned = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    println!(
+        "\nexternal load: oha 1.16.0, open loop with latency correction, {connections} connections, 3 KiB reviews, {secs} s per rate; {}",
+        if pinned {
+            "servers pinned to CPU 0, oha to CPU 1"
+        } else {
+            "not pinned (taskset failed)"
+        }
+    );
+    println!(
+        "{:<10} {:>7} {:>9} {:>8} {:>8} {:>9}",
+        "server", "rate/s", "achieved", "p50_us", "p99_us", "p99.9_us"
+    );
+    let mut at_2k = [0u64; 2];
+    let mut highest = [0u32; 2];
+    for (i, server) in [ours, floor].into_iter().enumerate() {
+        let mut rate = 500;
+        loop {
+            let m = oha_run(&oha, server.port, file.path(), rate, connections, secs);
+            println!(
+                "{:<10} {:>7} {:>9.0} {:>8} {:>8} {:>9}",
+                server.name, rate, m.achieved, m.p50, m.p99, m.p999
+            );
+            if rate == 2000 {
+                at_2k[i] = m.p99;
+            }
+            if m.p99 < 1000 {
+                highest[i] = rate;
+            }
+            if rate >= 2000 && (m.p99 >= 1000 || rate >= 64_000) {
+                break;
+            }
+            rate *= 2;
+        }
+    }
+    println!(
+        "highest rate tried with p99 under 1 ms: {} {}/s, {} {}/s",
+        ours.name, highest[0], floor.name, highest[1]
+    );
+    Some((at_2k[0], at_2k[1]))
 }

@@ -1,4 +1,5 @@
-//! Trust index: lookup latency (random hits and misses) and memory per entry at 100k and 1M.
+//! Trust index: lookup latency (random hits and misses) and memory per entry at 100k, 1M and
+//! 10M.
 //!
 //! Memory is measured in a child process of its own (this binary with `--index-memory-child N`),
 //! so nothing else the bench allocated is counted, and with glibc's mmap threshold pinned at

@@ -478,6 +478,13 @@ enum Form {
 /// Kritis armors whole signed messages as `PGP SIGNATURE`).
 fn classify(signature: &[u8]) -> Result<Form, SignatureError> {
     const CSF: &[u8] = b"-----BEGIN PGP SIGNED MESSAGE-----";
+    const MESSAGE: &[u8] = b"-----BEGIN PGP MESSAGE-----";
+    // gcloud's (and gpg --sign's) attached form says what it is: no need to parse it twice.
+    // Only a `PGP SIGNATURE` label is ambiguous (Kritis armors whole messages with it).
+    let start = signature.trim_ascii_start();
+    if start.starts_with(MESSAGE) {
+        return Ok(Form::Message);
+    }
     if signature.windows(CSF.len()).any(|w| w == CSF) {
         return Ok(Form::Message);
     }
