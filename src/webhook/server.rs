@@ -158,6 +158,11 @@ pub async fn serve_tls(
         let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        // Answers go out at once: without TCP_NODELAY a response written in more than one
+        // segment can wait for the client's delayed ACK (40 ms on Linux).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+        }
         tokio::spawn(async move {
             let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
