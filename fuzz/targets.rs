@@ -328,7 +328,7 @@ static INDEX: LazyLock<Arc<Index>> = LazyLock::new(|| {
 /// One AdmissionReview body, as the webhook answers it: an HTTP error or a review whose JSON
 /// parses back, echoes the request's uid and explains every denial.
 pub fn admission_review(data: &[u8]) {
-    match review(&INDEX, data) {
+    match review(&INDEX, data, true) {
         Answer::Error(error) => {
             let _: serde_json::Value =
                 serde_json::from_slice(&error.to_json()).expect("an error body is JSON");

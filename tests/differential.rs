@@ -339,7 +339,8 @@ fn webhook_validation_and_evaluate_decide_alike() {
 
         // The webhook.
         let index = index(&world);
-        let Answer::Review(reviewed) = review(&index, &admission_review(&object, namespace)) else {
+        let Answer::Review(reviewed) = review(&index, &admission_review(&object, namespace), true)
+        else {
             panic!("no review answer: {context}");
         };
         let answer: Value = serde_json::from_slice(&reviewed.body).unwrap();

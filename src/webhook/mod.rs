@@ -97,7 +97,9 @@ async fn validate(State(webhook): State<Arc<Webhook>>, request: Request<Body>) -
     );
     let answer = match webhook.bodies.read(request).await {
         Ok(body) => {
-            let mut answer = span.in_scope(|| admission::review(&webhook.index, &body.bytes));
+            let mut answer = span.in_scope(|| {
+                admission::review(&webhook.index, &body.bytes, webhook.audit.is_some())
+            });
             // A namespace created a moment ago may not have reached the index yet: wait for
             // it briefly (memory only, no API call), then judge again.
             if let Answer::Review(Reviewed {
@@ -109,7 +111,9 @@ async fn validate(State(webhook): State<Arc<Webhook>>, request: Request<Body>) -
                     .wait_for_namespace(namespace, NAMESPACE_WAIT)
                     .await
             {
-                answer = span.in_scope(|| admission::review(&webhook.index, &body.bytes));
+                answer = span.in_scope(|| {
+                    admission::review(&webhook.index, &body.bytes, webhook.audit.is_some())
+                });
             }
             answer
         }
