@@ -999,9 +999,11 @@ fn external_latency(
     ca_pem: &[u8],
     connections: usize,
 ) -> Option<(u64, u64)> {
-    // BENCH_EXTERNAL_SECS and BENCH_EXTERNAL_RUNS: each run's length, runs per rate.
-    let secs: f64 = env_or("BENCH_EXTERNAL_SECS", 5.0);
-    let repeats: usize = env_or("BENCH_EXTERNAL_RUNS", 3).max(1);
+    // BENCH_EXTERNAL_SECS and BENCH_EXTERNAL_RUNS: each run's length, runs per rate
+    // (BENCH_QUICK: one run of 1 s).
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let secs: f64 = env_or("BENCH_EXTERNAL_SECS", if quick { 1.0 } else { 5.0 });
+    let repeats: usize = env_or("BENCH_EXTERNAL_RUNS", if quick { 1 } else { 3 }).max(1);
     let Some(oha) = oha() else {
         println!("\n(oha not built: `make bench-admission` builds it; external latency skipped)");
         return None;
