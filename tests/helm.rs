@@ -260,7 +260,7 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_api_server() {
         out.contains("rollout status deployment/binauthz"),
         "NOTES.txt: {out}"
     );
-    let replicas = || {
+    let deployment = |jsonpath: &str| {
         String::from_utf8_lossy(
             &kubectl([
                 "get",
@@ -269,13 +269,13 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_api_server() {
                 "-n",
                 &namespace,
                 "-o",
-                "jsonpath={.spec.replicas}",
+                &format!("jsonpath={jsonpath}"),
             ])
             .stdout,
         )
         .into_owned()
     };
-    assert_eq!(replicas(), "2");
+    assert_eq!(deployment("{.spec.replicas}"), "2");
     let role = kubectl(["get", "clusterrole", &cluster_names, "-o", "json"]);
     let role: Value = serde_json::from_slice(&role.stdout).unwrap();
     assert!(
@@ -287,21 +287,9 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_api_server() {
         "helm upgrade",
         install("upgrade", &["replicaCount=3", "auditLog.enabled=true"]),
     );
-    assert_eq!(replicas(), "3");
-    let args = kubectl([
-        "get",
-        "deployment",
-        "binauthz",
-        "-n",
-        &namespace,
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].args}",
-    ]);
-    assert!(
-        String::from_utf8_lossy(&args.stdout).contains("--audit-log="),
-        "{}",
-        String::from_utf8_lossy(&args.stdout)
-    );
+    assert_eq!(deployment("{.spec.replicas}"), "3");
+    let args = deployment("{.spec.template.spec.containers[0].args}");
+    assert!(args.contains("--audit-log="), "{args}");
 
     ok(
         "helm uninstall",

@@ -134,38 +134,30 @@ fn running_pods_are_reported_per_namespace_and_policy() {
     );
 
     // A pod that goes leaves the report; the last one takes the report with it.
-    assert!(
-        kubectl([
-            "delete",
-            "pod",
-            "bad",
-            "-n",
-            &apps,
-            "--grace-period=0",
-            "--force"
-        ])
-        .status
-        .success()
-    );
+    let delete_pod = |name: &str| {
+        assert!(
+            kubectl([
+                "delete",
+                "pod",
+                name,
+                "-n",
+                &apps,
+                "--grace-period=0",
+                "--force"
+            ])
+            .status
+            .success(),
+            "delete pod {name}"
+        );
+    };
+    delete_pod("bad");
     eventually("the report without the deleted pod", || {
         let report = report(&apps).ok_or("no report")?;
         (report["results"].as_array().map_or(0, Vec::len) == 1 && result(&report, "bad").is_none())
             .then_some(())
             .ok_or(report.to_string())
     });
-    assert!(
-        kubectl([
-            "delete",
-            "pod",
-            "good",
-            "-n",
-            &apps,
-            "--grace-period=0",
-            "--force"
-        ])
-        .status
-        .success()
-    );
+    delete_pod("good");
     eventually("the report to be deleted", || {
         report(&apps).map_or(Ok(()), |r| Err(r.to_string()))
     });

@@ -1038,7 +1038,9 @@ fn external_latency(
     );
     let servers = [ours, floor];
     let mut at_2k = [u64::MAX; 2];
+    // The highest rate with p99 under 1 ms at it and at every lower rate.
     let mut highest = [0u32; 2];
+    let mut all_good = [true; 2];
     let mut done = [false; 2];
     for &rate in RATES {
         // Runs alternate between the servers, so both see the same machine; each figure is
@@ -1082,7 +1084,8 @@ fn external_latency(
                 at_2k[i] = p99;
             }
             let good = p99 < 1000 && failed == 0 && achieved >= 0.95 * f64::from(rate);
-            if good && highest[i] == rate_before(rate) {
+            all_good[i] &= good;
+            if all_good[i] {
                 highest[i] = rate;
             }
             done[i] = rate >= 2000 && !good;
@@ -1105,12 +1108,3 @@ fn external_latency(
 const RATES: &[u32] = &[
     500, 1000, 2000, 3000, 4000, 6000, 8000, 12_000, 16_000, 24_000,
 ];
-
-/// The rate tried before `rate` in [`RATES`] (0 before the first).
-fn rate_before(rate: u32) -> u32 {
-    RATES
-        .iter()
-        .position(|r| *r == rate)
-        .and_then(|i| i.checked_sub(1))
-        .map_or(0, |i| RATES[i])
-}
