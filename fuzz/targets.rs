@@ -129,14 +129,29 @@ static PGP_KEYS: LazyLock<[PgpPublicKey; 2]> = LazyLock::new(|| {
 });
 
 /// PGP signatures (attached, detached, clearsigned, armored or binary) against fixed keys: the
-/// first byte picks the key and whether a detached payload is given.
+/// first byte picks the key and whether a detached payload is given. The direct path accepts
+/// only what sequoia's streaming verifier accepts, and `verify` answers as the latter.
 pub fn pgp_verify(data: &[u8]) {
     let Some((&mode, signature)) = data.split_first() else {
         return;
     };
     let key = &PGP_KEYS[usize::from(mode & 1)];
     let payload = (mode & 2 != 0).then_some(PAYLOAD);
-    if let Ok(signed) = key.verify(signature, payload, jiff::Timestamp::now()) {
+    let now = jiff::Timestamp::now();
+    let verified = key.verify(signature, payload, now);
+    let streaming = key.verify_streaming(signature, payload, now);
+    assert_eq!(
+        verified, streaming,
+        "verify and the streaming verifier disagree"
+    );
+    if let Some(direct) = key.verify_direct(signature, payload, now) {
+        assert_eq!(
+            Ok(direct),
+            streaming,
+            "the direct path accepted what the streaming verifier does not"
+        );
+    }
+    if let Ok(signed) = verified {
         // Only the holder of the secret key can get here; what it signed is returned.
         assert!(signed.len() <= binauthz::crypto::MAX_INPUT_LEN);
     }

@@ -12,12 +12,34 @@ fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
 
+/// Every verification here runs both paths: the direct one accepts only what the streaming
+/// verifier accepts, with the same signed bytes, and `verify` answers as the streaming verifier.
 fn verify(
     key: &PgpPublicKey,
     signature: &[u8],
     payload: Option<&[u8]>,
 ) -> Result<Vec<u8>, SignatureError> {
-    key.verify(signature, payload, now())
+    let now = now();
+    let streaming = key.verify_streaming(signature, payload, now);
+    if let Some(direct) = key.verify_direct(signature, payload, now) {
+        assert_eq!(
+            streaming.as_ref(),
+            Ok(&direct),
+            "the direct path accepted what the streaming verifier does not"
+        );
+    }
+    let result = key.verify(signature, payload, now);
+    assert_eq!(
+        result, streaming,
+        "verify and the streaming verifier disagree"
+    );
+    result
+}
+
+/// The direct path itself accepts `signature` (the common shapes must not fall back).
+fn direct(key: &PgpPublicKey, signature: &[u8], payload: Option<&[u8]>) -> Vec<u8> {
+    key.verify_direct(signature, payload, now())
+        .expect("the direct path accepts this shape")
 }
 
 fn bad(result: Result<Vec<u8>, SignatureError>) -> String {
@@ -40,6 +62,7 @@ fn check_gpg_forms(home: &GpgHome, fpr: &str, key: &PgpPublicKey) {
     let attached = sign(&["--armor", "--sign"]);
     assert!(attached.starts_with(b"-----BEGIN PGP MESSAGE-----"));
     assert_eq!(verify(key, &attached, None).unwrap(), PAYLOAD);
+    assert_eq!(direct(key, &attached, None), PAYLOAD);
     // serializedPayload given too: the signed literal data is what counts.
     assert_eq!(verify(key, &attached, Some(b"other")).unwrap(), PAYLOAD);
     for extra in [
@@ -51,15 +74,19 @@ fn check_gpg_forms(home: &GpgHome, fpr: &str, key: &PgpPublicKey) {
     ] {
         let signature = sign(extra);
         assert_eq!(verify(key, &signature, None).unwrap(), PAYLOAD, "{extra:?}");
+        assert_eq!(direct(key, &signature, None), PAYLOAD, "{extra:?}");
     }
     // Cleartext signatures drop the final line ending (RFC 9580, 7.1).
     let clear = sign(&["--clearsign"]);
     assert!(clear.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----"));
     let signed = verify(key, &clear, None).unwrap();
     assert_eq!(signed, PAYLOAD.strip_suffix(b"\n").unwrap());
+    // Left to the streaming verifier.
+    assert_eq!(key.verify_direct(&clear, None, now()), None);
     for extra in [&["--armor", "--detach-sign"][..], &["--detach-sign"][..]] {
         let signature = sign(extra);
         assert_eq!(verify(key, &signature, Some(PAYLOAD)).unwrap(), PAYLOAD);
+        assert_eq!(direct(key, &signature, Some(PAYLOAD)), PAYLOAD);
         assert_eq!(
             verify(key, &signature, None),
             Err(SignatureError::MissingPayload)
@@ -311,6 +338,8 @@ fn expired_key_gives_key_expired() {
     // Valid at the time of signing, expired now.
     let then: jiff::Timestamp = "2020-01-01T02:00:00Z".parse().unwrap();
     assert_eq!(key.verify(&attached, None, then).unwrap(), PAYLOAD);
+    assert_eq!(key.verify_direct(&attached, None, then).unwrap(), PAYLOAD);
+    assert_eq!(key.verify_direct(&attached, None, now()), None);
     assert_eq!(
         verify(&key, &attached, None),
         Err(SignatureError::KeyExpired)
@@ -684,4 +713,121 @@ fn large_and_bomb_payloads() {
         Err(SignatureError::Malformed(reason)) => assert!(reason.contains("1 MiB"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Messages assembled around a good signature to make either path trust data it does not sign:
+/// the signature moved in front of other literal data, the literal data swapped, more literal
+/// data before or after the signed message, the one-pass signature's hash changed, a detached
+/// signature given a payload it does not sign. Binary and armored (as `PGP MESSAGE`, which the
+/// streaming verifier reads as a message), both paths, same answer.
+#[test]
+fn assembled_messages_trust_only_signed_data() {
+    use openpgp::packet::{Literal, OnePassSig, Packet};
+    use openpgp::parse::Parse as _;
+    use openpgp::serialize::SerializeInto as _;
+    use openpgp::types::{DataFormat, HashAlgorithm};
+
+    let home = GpgHome::new();
+    let fpr = home.gen_key("A <a@example.com>", "ed25519", "sign", "1y");
+    let key = PgpPublicKey::from_armored(&home.export(&fpr)).unwrap();
+    let file = home.write("payload.json", PAYLOAD);
+    let sign = |extra: &str| home.gpg(&["--local-user", &fpr, "--output", "-", extra, &file]);
+    let packets = |bytes: &[u8]| -> Vec<Packet> {
+        openpgp::PacketPile::from_bytes(bytes)
+            .unwrap()
+            .into_children()
+            .collect()
+    };
+    let detached = packets(&sign("--detach-sign"));
+    let [Packet::Signature(sig)] = &detached[..] else {
+        panic!("{detached:?}")
+    };
+    let message = packets(&home.gpg(&[
+        "--local-user",
+        &fpr,
+        "--output",
+        "-",
+        "--compress-algo",
+        "none",
+        "--sign",
+        &file,
+    ]));
+    let [
+        Packet::OnePassSig(ops),
+        Packet::Literal(_),
+        Packet::Signature(_),
+    ] = &message[..]
+    else {
+        panic!("{message:?}")
+    };
+    let evil = b"{\"critical\":{\"image\":{\"docker-manifest-digest\":\"sha256:bad\"}}}".to_vec();
+    let mut literal = Literal::new(DataFormat::Binary);
+    literal.set_body(evil.clone());
+    let literal = Packet::Literal(literal);
+    let OnePassSig::V3(ops) = ops else {
+        panic!("{ops:?}")
+    };
+    let mut sha512 = ops.clone();
+    sha512.set_hash_algo(HashAlgorithm::SHA512);
+
+    let cases: Vec<(&str, Vec<Packet>)> = vec![
+        (
+            "signature first, other literal data",
+            vec![Packet::Signature(sig.clone()), literal.clone()],
+        ),
+        (
+            "literal data swapped",
+            vec![message[0].clone(), literal.clone(), message[2].clone()],
+        ),
+        ("literal data after the message", {
+            let mut m = message.clone();
+            m.push(literal.clone());
+            m
+        }),
+        ("literal data before the message", {
+            let mut m = vec![literal.clone()];
+            m.extend(message.iter().cloned());
+            m
+        }),
+        (
+            "one-pass signature names another hash",
+            vec![
+                Packet::OnePassSig(sha512.into()),
+                message[1].clone(),
+                message[2].clone(),
+            ],
+        ),
+        ("a detached signature", detached.clone()),
+        (
+            "detached signature and a one-pass signature",
+            vec![message[0].clone(), Packet::Signature(sig.clone())],
+        ),
+    ];
+    for (name, packets) in cases {
+        let binary: Vec<u8> = packets.iter().flat_map(|p| p.to_vec().unwrap()).collect();
+        let mut armored = Vec::new();
+        {
+            use std::io::Write;
+            let mut writer =
+                openpgp::armor::Writer::new(&mut armored, openpgp::armor::Kind::Message).unwrap();
+            writer.write_all(&binary).unwrap();
+            writer.finalize().unwrap();
+        }
+        for (form, bytes) in [("binary", &binary), ("armored", &armored)] {
+            for payload in [None, Some(&evil[..]), Some(PAYLOAD)] {
+                let result = verify(&key, bytes, payload);
+                assert!(
+                    !matches!(&result, Ok(signed) if signed[..] != *PAYLOAD),
+                    "{name} ({form}, payload {}): trusted unsigned data",
+                    payload.is_some()
+                );
+            }
+        }
+    }
+    // The genuine pieces, put back together, are accepted by the direct path.
+    let genuine: Vec<u8> = message.iter().flat_map(|p| p.to_vec().unwrap()).collect();
+    assert_eq!(direct(&key, &genuine, None), PAYLOAD);
+    let genuine: Vec<u8> = detached.iter().flat_map(|p| p.to_vec().unwrap()).collect();
+    assert_eq!(direct(&key, &genuine, Some(PAYLOAD)), PAYLOAD);
+    assert_eq!(key.verify_direct(&genuine, Some(&evil), now()), None);
 }

@@ -30,6 +30,8 @@ use openpgp::serialize::stream::{Armorer, LiteralWriter, Message, Signer};
 use openpgp::types::RevocationStatus;
 use openpgp::{Cert, KeyHandle};
 
+mod direct;
+
 use super::{
     KeyError, KeyFacts, KeyKind, KeyProblem, MAX_INPUT_LEN, SignError, SignatureError,
     to_system_time, to_timestamp,
@@ -250,36 +252,76 @@ impl PgpPublicKey {
 
     /// Verify an attached, cleartext-signed or (with `payload`) detached signature made by this
     /// certificate; returns the signed bytes (the literal data, or `payload` when detached).
+    ///
+    /// The common shapes are verified by [`direct`]; anything it does not accept goes through
+    /// sequoia's streaming verifier ([`Self::verify_streaming`]), which gives the verdict and
+    /// its reason. Both give the same result for every input.
     pub fn verify(
         &self,
         signature: &[u8],
         payload: Option<&[u8]>,
         now: jiff::Timestamp,
     ) -> Result<Vec<u8>, SignatureError> {
+        check_input(signature)?;
+        match self.verify_direct(signature, payload, now) {
+            Some(signed) => Ok(signed),
+            None => self.streaming(signature, payload, &StandardPolicy::new(), now),
+        }
+    }
+
+    /// The direct path alone: the signed bytes when it accepts, `None` when it does not
+    /// (rejected, or a shape it leaves to the streaming verifier).
+    pub fn verify_direct(
+        &self,
+        signature: &[u8],
+        payload: Option<&[u8]>,
+        now: jiff::Timestamp,
+    ) -> Option<Vec<u8>> {
         if signature.len() > MAX_INPUT_LEN {
-            return Err(SignatureError::TooLarge(signature.len()));
+            return None;
         }
-        if signature.iter().all(u8::is_ascii_whitespace) {
-            return Err(SignatureError::Malformed(
-                "the signature is empty".to_string(),
-            ));
-        }
-        let policy = StandardPolicy::new();
+        direct::accept(
+            &self.cert,
+            &StandardPolicy::new(),
+            signature,
+            payload,
+            to_system_time(now),
+        )
+    }
+
+    /// [`Self::verify`] through sequoia's streaming verifier alone: the reference the direct
+    /// path is checked against (same results, three times the cost on a good signature).
+    pub fn verify_streaming(
+        &self,
+        signature: &[u8],
+        payload: Option<&[u8]>,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<u8>, SignatureError> {
+        check_input(signature)?;
+        self.streaming(signature, payload, &StandardPolicy::new(), now)
+    }
+
+    fn streaming(
+        &self,
+        signature: &[u8],
+        payload: Option<&[u8]>,
+        policy: &StandardPolicy<'_>,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<u8>, SignatureError> {
         let time = to_system_time(now);
         let outcome = RefCell::new(None);
         let helper = Helper {
             cert: &self.cert,
-            policy: &policy,
+            policy,
             now: time,
             outcome: &outcome,
         };
         let result = match classify(signature)? {
             Form::Detached => {
                 let payload = payload.ok_or(SignatureError::MissingPayload)?;
-                verify_detached(signature, payload, &policy, time, helper)
-                    .map(|()| payload.to_vec())
+                verify_detached(signature, payload, policy, time, helper).map(|()| payload.to_vec())
             }
-            Form::Message => verify_message(signature, &policy, time, helper),
+            Form::Message => verify_message(signature, policy, time, helper),
         };
         match (outcome.into_inner(), result) {
             (Some(Err(e)), _) => Err(e),
@@ -442,6 +484,19 @@ fn write_signature(
     Ok(sink)
 }
 
+/// Bounded, non-empty signature input.
+fn check_input(signature: &[u8]) -> Result<(), SignatureError> {
+    if signature.len() > MAX_INPUT_LEN {
+        return Err(SignatureError::TooLarge(signature.len()));
+    }
+    if signature.iter().all(u8::is_ascii_whitespace) {
+        return Err(SignatureError::Malformed(
+            "the signature is empty".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// All certificates in `bytes` (armored or binary); the error says why parsing failed.
 fn parse_certs(bytes: &[u8]) -> Result<Vec<Cert>, String> {
     CertParser::from_bytes(bytes)
@@ -600,7 +655,12 @@ impl Helper<'_> {
             };
             for result in results {
                 match result {
-                    Ok(good) => match self.valid_now(&good.ka.key().fingerprint()) {
+                    Ok(good) => match valid_now(
+                        self.cert,
+                        self.policy,
+                        self.now,
+                        &good.ka.key().fingerprint(),
+                    ) {
                         Ok(()) => return Ok(()),
                         Err(e) => note(rank(&e), e),
                     },
@@ -679,38 +739,43 @@ impl Helper<'_> {
             |(_, e)| e,
         ))
     }
+}
 
-    /// The certificate and the key that signed must be unrevoked and live at `now`.
-    fn valid_now(&self, signer: &openpgp::Fingerprint) -> Result<(), SignatureError> {
-        let valid = self.cert.with_policy(self.policy, self.now).map_err(|e| {
-            SignatureError::BadSignature(format!(
-                "the key is not valid now under the standard policy: {e:#}"
-            ))
-        })?;
-        if let RevocationStatus::Revoked(_) = valid.revocation_status() {
-            return Err(SignatureError::KeyRevoked);
-        }
-        if valid.alive().is_err() {
-            return Err(SignatureError::KeyExpired);
-        }
-        let Some(ka) = valid.keys().key_handle(signer.clone()).next() else {
-            return Err(SignatureError::BadSignature(format!(
-                "the signing key {signer} is no longer validly bound to the certificate"
-            )));
-        };
-        if let RevocationStatus::Revoked(_) = ka.revocation_status() {
-            return Err(SignatureError::KeyRevoked);
-        }
-        if ka.alive().is_err() {
-            return Err(SignatureError::KeyExpired);
-        }
-        if !ka.for_signing() {
-            return Err(SignatureError::BadSignature(format!(
-                "the key {signer} is not signing-capable"
-            )));
-        }
-        Ok(())
+/// The certificate and the key that signed must be unrevoked and live at `now`.
+fn valid_now(
+    cert: &Cert,
+    policy: &dyn Policy,
+    now: SystemTime,
+    signer: &openpgp::Fingerprint,
+) -> Result<(), SignatureError> {
+    let valid = cert.with_policy(policy, now).map_err(|e| {
+        SignatureError::BadSignature(format!(
+            "the key is not valid now under the standard policy: {e:#}"
+        ))
+    })?;
+    if let RevocationStatus::Revoked(_) = valid.revocation_status() {
+        return Err(SignatureError::KeyRevoked);
     }
+    if valid.alive().is_err() {
+        return Err(SignatureError::KeyExpired);
+    }
+    let Some(ka) = valid.keys().key_handle(signer.clone()).next() else {
+        return Err(SignatureError::BadSignature(format!(
+            "the signing key {signer} is no longer validly bound to the certificate"
+        )));
+    };
+    if let RevocationStatus::Revoked(_) = ka.revocation_status() {
+        return Err(SignatureError::KeyRevoked);
+    }
+    if ka.alive().is_err() {
+        return Err(SignatureError::KeyExpired);
+    }
+    if !ka.for_signing() {
+        return Err(SignatureError::BadSignature(format!(
+            "the key {signer} is not signing-capable"
+        )));
+    }
+    Ok(())
 }
 
 fn rank(error: &SignatureError) -> u8 {
