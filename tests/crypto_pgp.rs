@@ -831,3 +831,112 @@ fn assembled_messages_trust_only_signed_data() {
     assert_eq!(direct(&key, &genuine, Some(PAYLOAD)), PAYLOAD);
     assert_eq!(key.verify_direct(&genuine, Some(&evil), now()), None);
 }
+
+/// Genuine signatures in inputs the streaming verifier refuses: a v3 signature packet beside
+/// them (refused by the policy), a copy with a hash algorithm nobody implements, a cleartext
+/// header line in an armor header, white space sequoia's armor reader does not skip. The direct
+/// path must not accept any of them either (the `verify` helper compares both paths).
+#[test]
+fn direct_path_refuses_what_the_streaming_verifier_refuses() {
+    use openpgp::packet::Packet;
+    use openpgp::parse::Parse as _;
+
+    let home = GpgHome::new();
+    let fpr = home.gen_key("O <o@example.com>", "ed25519", "sign", "1y");
+    let key = PgpPublicKey::from_armored(&home.export(&fpr)).unwrap();
+    let file = home.write("payload.json", PAYLOAD);
+    let detached = home.gpg(&[
+        "--local-user",
+        &fpr,
+        "--output",
+        "-",
+        "--detach-sign",
+        &file,
+    ]);
+    let message = home.gpg(&[
+        "--local-user",
+        &fpr,
+        "--output",
+        "-",
+        "--compress-algo",
+        "none",
+        "--sign",
+        &file,
+    ]);
+    let armor = |kind, bytes: &[u8], headers: &[(&str, &str)]| {
+        use std::io::Write;
+        let mut out = Vec::new();
+        let mut writer =
+            openpgp::armor::Writer::with_headers(&mut out, kind, headers.iter().copied()).unwrap();
+        writer.write_all(bytes).unwrap();
+        writer.finalize().unwrap();
+        out
+    };
+    let signature = openpgp::armor::Kind::Signature;
+    let genuine = armor(signature, &detached, &[]);
+    assert_eq!(direct(&key, &genuine, Some(PAYLOAD)), PAYLOAD);
+    let refused = |name: &str, input: &[u8], payload: Option<&[u8]>| {
+        assert!(
+            verify(&key, input, payload).is_err(),
+            "{name}: the streaming verifier accepts it"
+        );
+    };
+
+    // A v3 signature packet: RSA, SHA-256, a one-byte MPI.
+    let mut v3 = vec![3, 5, 0x00, 0x60, 0, 0, 0];
+    v3.extend_from_slice(&[0x11; 8]);
+    v3.extend_from_slice(&[1, 8, 0xab, 0xcd, 0x00, 0x08, 0xff]);
+    let mut v3_packet = vec![0xc2, u8::try_from(v3.len()).unwrap()];
+    v3_packet.extend_from_slice(&v3);
+    assert!(
+        matches!(Packet::from_bytes(&v3_packet), Ok(Packet::Signature(s)) if s.version() == 3),
+        "the crafted packet is a v3 signature"
+    );
+    let with_v3 = [&detached[..], &v3_packet].concat();
+    refused("v3 signature after a detached one", &with_v3, Some(PAYLOAD));
+    refused(
+        "v3 signature after a detached one, armored",
+        &armor(signature, &with_v3, &[]),
+        Some(PAYLOAD),
+    );
+    refused(
+        "v3 signature before a signed message",
+        &[&v3_packet[..], &message].concat(),
+        None,
+    );
+
+    // A copy of the detached signature naming hash algorithm 110.
+    let mut copy = detached.clone();
+    let header = if copy[1] < 192 { 2 } else { 3 };
+    assert_eq!(copy[header], 4, "a v4 signature");
+    copy[header + 3] = 110;
+    refused(
+        "a signature with an unknown hash beside a good one",
+        &[&detached[..], &copy].concat(),
+        Some(PAYLOAD),
+    );
+
+    refused(
+        "a cleartext header line in an armor header",
+        &armor(
+            signature,
+            &detached,
+            &[("Comment", "-----BEGIN PGP SIGNED MESSAGE-----")],
+        ),
+        Some(PAYLOAD),
+    );
+
+    // White space that is not ASCII white space to sequoia's armor reader.
+    let text = String::from_utf8(genuine.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for odd in ["\u{b}", "\u{a0}"] {
+        let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+        edited[2].push_str(odd);
+        let input = edited.join("\n");
+        let result = verify(&key, input.as_bytes(), Some(PAYLOAD));
+        assert!(
+            !matches!(&result, Ok(signed) if signed[..] != *PAYLOAD),
+            "{odd:?}: {result:?}"
+        );
+    }
+}

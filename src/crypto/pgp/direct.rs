@@ -1,7 +1,7 @@
 //! The direct path: the two shapes nearly every attestation has, a detached signature
 //! (`gpg --armor --detach-sign`) and a one-pass signed message (`gpg --armor --sign`, compressed
-//! or not), verified packet by packet with the checks sequoia's streaming verifier makes, in the
-//! same order, without its machinery (a reader stack, a message buffer and a certificate copy
+//! or not), verified packet by packet with the checks sequoia's streaming verifier makes, without
+//! its machinery (a reader stack, a message buffer and a certificate copy
 //! per call cost twice the RSA-2048 verification itself).
 //!
 //! It only ever accepts. Input of any other shape (cleartext-signed text, unusual armor), and every signature it does not accept, goes to the streaming verifier, which gives
@@ -22,7 +22,7 @@ use openpgp::parse::{Dearmor, PacketParserBuilder, PacketParserResult, Parse};
 use openpgp::policy::Policy;
 use openpgp::types::{RevocationStatus, SignatureType};
 
-use super::valid_now;
+use super::{cleartext_signed, valid_now};
 use crate::crypto::MAX_INPUT_LEN;
 
 const SIGNATURE: &str = "PGP SIGNATURE";
@@ -37,12 +37,16 @@ pub(super) fn accept(
     payload: Option<&[u8]>,
     now: SystemTime,
 ) -> Option<Vec<u8>> {
+    // (The streaming verifier reads any input holding this header line as cleartext-signed.)
+    if cleartext_signed(signature) {
+        return None;
+    }
     let armored = signature.trim_ascii_start().starts_with(b"-----BEGIN ");
     let (labelled_message, (signatures, literal)) = if armored {
         let (kind, binary) = dearmor(signature)?;
-        (kind == MESSAGE, packets(&binary)?)
+        (kind == MESSAGE, packets(policy, &binary)?)
     } else {
-        (false, packets(signature)?)
+        (false, packets(policy, signature)?)
     };
     match literal {
         // A message: the parser hashed the literal data as each one-pass signature asked.
@@ -85,11 +89,11 @@ fn good(
     if issuers.is_empty() {
         return false;
     }
-    cert.keys().key_handles(issuers).any(|ka| {
-        let Ok(ka) = ka.with_policy(policy, made) else {
-            return false;
-        };
-        ka.valid_cert().alive().is_ok()
+    // The first key that made the signature, as sequoia finds it; only that one is then
+    // checked at `now`, as the streaming verifier's caller does.
+    let signer = cert.keys().key_handles(issuers).find_map(|ka| {
+        let ka = ka.with_policy(policy, made).ok()?;
+        let good = ka.valid_cert().alive().is_ok()
             && ka.alive().is_ok()
             && !matches!(
                 ka.valid_cert().revocation_status(),
@@ -99,14 +103,15 @@ fn good(
             && ka.for_signing()
             && sig.signature_alive(now, Duration::ZERO).is_ok()
             && verify(ka.key()).is_ok()
-            && policy.signature(sig, Default::default()).is_ok()
-            && valid_now(cert, policy, now, &ka.key().fingerprint()).is_ok()
-    })
+            && policy.signature(sig, Default::default()).is_ok();
+        good.then(|| ka.key().fingerprint())
+    });
+    signer.is_some_and(|signer| valid_now(cert, policy, now, &signer).is_ok())
 }
 
 /// The signatures, and the literal data of a message, when the packets are signatures only
 /// (detached) or a well-formed one-pass signed message, possibly inside one compressed packet.
-fn packets(binary: &[u8]) -> Option<(Vec<Signature>, Option<Vec<u8>>)> {
+fn packets(policy: &dyn Policy, binary: &[u8]) -> Option<(Vec<Signature>, Option<Vec<u8>>)> {
     let mut ppr = PacketParserBuilder::from_bytes(binary)
         .ok()?
         .dearmor(Dearmor::Disabled)
@@ -117,8 +122,11 @@ fn packets(binary: &[u8]) -> Option<(Vec<Signature>, Option<Vec<u8>>)> {
     // One-pass signatures or compression: not a detached signature.
     let mut message = false;
     while let PacketParserResult::Some(mut pp) = ppr {
+        // The streaming verifier puts packets to the policy (it refuses v3 signatures), and
+        // gives up on a signature whose hash it cannot compute.
+        policy.packet(&pp.packet).ok()?;
         match (&pp.packet, pp.recursion_depth()) {
-            (Packet::Signature(_), _) => {}
+            (Packet::Signature(sig), _) if sig.hash_algo().is_supported() => {}
             (Packet::OnePassSig(_), _) | (Packet::CompressedData(_), 0) => message = true,
             (Packet::Literal(_), _) if literal.is_none() => {
                 let mut data = Vec::new();
@@ -157,8 +165,12 @@ fn packets(binary: &[u8]) -> Option<(Vec<Signature>, Option<Vec<u8>>)> {
 /// (the streaming verifier's reader is the tolerant one). The checksum is not checked: RFC 9580 says not to reject on it, and
 /// sequoia does not.
 fn dearmor(armored: &[u8]) -> Option<(&str, Vec<u8>)> {
-    let text = std::str::from_utf8(armored).ok()?.trim();
-    let mut lines = text.lines().map(str::trim_end);
+    // ASCII only, trimmed of ASCII white space only: sequoia's reader stops at anything else.
+    if !armored.is_ascii() {
+        return None;
+    }
+    let text = std::str::from_utf8(armored).ok()?.trim_ascii();
+    let mut lines = text.lines().map(str::trim_ascii_end);
     let kind = lines
         .next()?
         .strip_prefix("-----BEGIN ")?

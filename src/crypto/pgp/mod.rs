@@ -522,6 +522,12 @@ fn describe_key<P: key::KeyParts, R: key::KeyRole>(key: &Key<P, R>) -> String {
     }
 }
 
+/// Whether the input holds a cleartext signature's header line (anywhere: read as cleartext).
+fn cleartext_signed(signature: &[u8]) -> bool {
+    const CSF: &[u8] = b"-----BEGIN PGP SIGNED MESSAGE-----";
+    signature.windows(CSF.len()).any(|w| w == CSF)
+}
+
 enum Form {
     /// Signature packets only: needs the payload.
     Detached,
@@ -532,7 +538,6 @@ enum Form {
 /// Tell a detached signature from a signed message by its packets (the armor label lies:
 /// Kritis armors whole signed messages as `PGP SIGNATURE`).
 fn classify(signature: &[u8]) -> Result<Form, SignatureError> {
-    const CSF: &[u8] = b"-----BEGIN PGP SIGNED MESSAGE-----";
     const MESSAGE: &[u8] = b"-----BEGIN PGP MESSAGE-----";
     // gcloud's (and gpg --sign's) attached form says what it is: no need to parse it twice.
     // Only a `PGP SIGNATURE` label is ambiguous (Kritis armors whole messages with it).
@@ -540,7 +545,7 @@ fn classify(signature: &[u8]) -> Result<Form, SignatureError> {
     if start.starts_with(MESSAGE) {
         return Ok(Form::Message);
     }
-    if signature.windows(CSF.len()).any(|w| w == CSF) {
+    if cleartext_signed(signature) {
         return Ok(Form::Message);
     }
     let malformed = |e: openpgp::anyhow::Error| {
