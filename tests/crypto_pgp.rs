@@ -940,3 +940,98 @@ fn direct_path_refuses_what_the_streaming_verifier_refuses() {
         );
     }
 }
+
+/// A signature names two keys of its certificate with the same key material: A, which made it
+/// and has expired since, and B, bound later and live. The streaming verifier checks the first
+/// key that made the signature (A) at `now` and refuses; the direct path must not go on to B.
+#[test]
+fn only_the_key_that_made_a_signature_is_checked_now() {
+    use std::time::{Duration, SystemTime};
+
+    use openpgp::cert::prelude::*;
+    use openpgp::packet::Packet;
+    use openpgp::packet::signature::SignatureBuilder;
+    use openpgp::packet::signature::subpacket::{Subpacket, SubpacketValue};
+    use openpgp::serialize::SerializeInto as _;
+    use openpgp::types::{KeyFlags, SignatureType};
+
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_836_800); // 2020-01-01
+    let (cert, _) = CertBuilder::new()
+        .set_creation_time(t0)
+        .add_userid("Twice <twice@example.com>")
+        .add_subkey(
+            KeyFlags::empty().set_signing(),
+            Duration::from_secs(86_400),
+            None,
+        )
+        .generate()
+        .unwrap();
+    let a = cert.keys().subkeys().secret().next().unwrap().key().clone();
+    let b_made = t0 + Duration::from_secs(1800);
+    let mut b = a.clone();
+    b.set_creation_time(b_made).unwrap();
+    let mut primary = cert
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let backsig = SignatureBuilder::new(SignatureType::PrimaryKeyBinding)
+        .set_signature_creation_time(b_made)
+        .unwrap()
+        .sign_primary_key_binding(
+            &mut b.clone().into_keypair().unwrap(),
+            cert.primary_key().key(),
+            &b,
+        )
+        .unwrap();
+    let binding = SignatureBuilder::new(SignatureType::SubkeyBinding)
+        .set_signature_creation_time(b_made)
+        .unwrap()
+        .set_key_flags(KeyFlags::empty().set_signing())
+        .unwrap()
+        .set_embedded_signature(backsig)
+        .unwrap()
+        .sign_subkey_binding(&mut primary, None, &b)
+        .unwrap();
+    let (cert, _) = cert
+        .insert_packets(vec![
+            Packet::from(b.clone().parts_into_public()),
+            binding.into(),
+        ])
+        .unwrap();
+    assert_eq!(cert.keys().subkeys().count(), 2);
+    let key =
+        PgpPublicKey::from_armored(&String::from_utf8(cert.armored().to_vec().unwrap()).unwrap())
+            .unwrap();
+
+    let made = t0 + Duration::from_secs(3600);
+    let mut sig = SignatureBuilder::new(SignatureType::Binary)
+        .set_signature_creation_time(made)
+        .unwrap()
+        .sign_message(&mut a.clone().into_keypair().unwrap(), PAYLOAD)
+        .unwrap();
+    sig.unhashed_area_mut()
+        .add(Subpacket::new(SubpacketValue::IssuerFingerprint(b.fingerprint()), false).unwrap())
+        .unwrap();
+    let detached = Packet::Signature(sig).to_vec().unwrap();
+
+    // While A is live, both paths accept.
+    let then: jiff::Timestamp = "2020-01-01T02:00:00Z".parse().unwrap();
+    assert_eq!(
+        key.verify_direct(&detached, Some(PAYLOAD), then).unwrap(),
+        PAYLOAD
+    );
+    assert_eq!(
+        key.verify_streaming(&detached, Some(PAYLOAD), then)
+            .unwrap(),
+        PAYLOAD
+    );
+    // Now A has expired: refused, by both.
+    assert_eq!(
+        verify(&key, &detached, Some(PAYLOAD)),
+        Err(SignatureError::KeyExpired)
+    );
+}
