@@ -524,8 +524,7 @@ fn describe_key<P: key::KeyParts, R: key::KeyRole>(key: &Key<P, R>) -> String {
 
 /// Whether the input holds a cleartext signature's header line (anywhere: read as cleartext).
 fn cleartext_signed(signature: &[u8]) -> bool {
-    const CSF: &[u8] = b"-----BEGIN PGP SIGNED MESSAGE-----";
-    signature.windows(CSF.len()).any(|w| w == CSF)
+    memchr::memmem::find(signature, b"-----BEGIN PGP SIGNED MESSAGE-----").is_some()
 }
 
 enum Form {
