@@ -49,6 +49,37 @@ fn bad(result: Result<Vec<u8>, SignatureError>) -> String {
     }
 }
 
+/// A gpg home with one Ed25519 signing key and the payload in a file: most tests' set-up.
+struct Signer {
+    home: GpgHome,
+    fpr: String,
+    key: PgpPublicKey,
+    file: String,
+}
+
+impl Signer {
+    fn new(uid: &str) -> Self {
+        let home = GpgHome::new();
+        let fpr = home.gen_key(uid, "ed25519", "sign", "1y");
+        let key = PgpPublicKey::from_armored(&home.export(&fpr)).unwrap();
+        let file = home.write("payload.json", PAYLOAD);
+        Self {
+            home,
+            fpr,
+            key,
+            file,
+        }
+    }
+
+    /// gpg's output for `args` (`--sign`, `--detach-sign`, ...) over the payload.
+    fn sign(&self, args: &[&str]) -> Vec<u8> {
+        let mut all = vec!["--local-user", &self.fpr, "--output", "-"];
+        all.extend_from_slice(args);
+        all.push(&self.file);
+        self.home.gpg(&all)
+    }
+}
+
 /// Every signature form gpg makes verifies and yields the signed payload.
 fn check_gpg_forms(home: &GpgHome, fpr: &str, key: &PgpPublicKey) {
     let file = home.write("payload.json", PAYLOAD);
@@ -656,11 +687,8 @@ fn bad_signature_inputs_are_clear() {
 
 #[test]
 fn kritis_style_attached_message_armored_as_signature() {
-    let home = GpgHome::new();
-    let fpr = home.gen_key("K <k@example.com>", "ed25519", "sign", "1y");
-    let key = PgpPublicKey::from_armored(&home.export(&fpr)).unwrap();
-    let file = home.write("payload.json", PAYLOAD);
-    let binary = home.gpg(&["--local-user", &fpr, "--output", "-", "--sign", &file]);
+    let signer = Signer::new("K <k@example.com>");
+    let binary = signer.sign(&["--sign"]);
     let mut armored = Vec::new();
     {
         use std::io::Write;
@@ -670,7 +698,7 @@ fn kritis_style_attached_message_armored_as_signature() {
         writer.finalize().unwrap();
     }
     assert!(armored.starts_with(b"-----BEGIN PGP SIGNATURE-----"));
-    assert_eq!(verify(&key, &armored, None).unwrap(), PAYLOAD);
+    assert_eq!(verify(&signer.key, &armored, None).unwrap(), PAYLOAD);
 }
 
 #[test]
@@ -727,31 +755,19 @@ fn assembled_messages_trust_only_signed_data() {
     use openpgp::serialize::SerializeInto as _;
     use openpgp::types::{DataFormat, HashAlgorithm};
 
-    let home = GpgHome::new();
-    let fpr = home.gen_key("A <a@example.com>", "ed25519", "sign", "1y");
-    let key = PgpPublicKey::from_armored(&home.export(&fpr)).unwrap();
-    let file = home.write("payload.json", PAYLOAD);
-    let sign = |extra: &str| home.gpg(&["--local-user", &fpr, "--output", "-", extra, &file]);
+    let signer = Signer::new("A <a@example.com>");
+    let key = &signer.key;
     let packets = |bytes: &[u8]| -> Vec<Packet> {
         openpgp::PacketPile::from_bytes(bytes)
             .unwrap()
             .into_children()
             .collect()
     };
-    let detached = packets(&sign("--detach-sign"));
+    let detached = packets(&signer.sign(&["--detach-sign"]));
     let [Packet::Signature(sig)] = &detached[..] else {
         panic!("{detached:?}")
     };
-    let message = packets(&home.gpg(&[
-        "--local-user",
-        &fpr,
-        "--output",
-        "-",
-        "--compress-algo",
-        "none",
-        "--sign",
-        &file,
-    ]));
+    let message = packets(&signer.sign(&["--compress-algo", "none", "--sign"]));
     let [
         Packet::OnePassSig(ops),
         Packet::Literal(_),
@@ -815,7 +831,7 @@ fn assembled_messages_trust_only_signed_data() {
         }
         for (form, bytes) in [("binary", &binary), ("armored", &armored)] {
             for payload in [None, Some(&evil[..]), Some(PAYLOAD)] {
-                let result = verify(&key, bytes, payload);
+                let result = verify(key, bytes, payload);
                 assert!(
                     !matches!(&result, Ok(signed) if signed[..] != *PAYLOAD),
                     "{name} ({form}, payload {}): trusted unsigned data",
@@ -826,9 +842,9 @@ fn assembled_messages_trust_only_signed_data() {
     }
     // The genuine pieces, put back together, are accepted by the direct path.
     let genuine: Vec<u8> = message.iter().flat_map(|p| p.to_vec().unwrap()).collect();
-    assert_eq!(direct(&key, &genuine, None), PAYLOAD);
+    assert_eq!(direct(key, &genuine, None), PAYLOAD);
     let genuine: Vec<u8> = detached.iter().flat_map(|p| p.to_vec().unwrap()).collect();
-    assert_eq!(direct(&key, &genuine, Some(PAYLOAD)), PAYLOAD);
+    assert_eq!(direct(key, &genuine, Some(PAYLOAD)), PAYLOAD);
     assert_eq!(key.verify_direct(&genuine, Some(&evil), now()), None);
 }
 
@@ -841,28 +857,10 @@ fn direct_path_refuses_what_the_streaming_verifier_refuses() {
     use openpgp::packet::Packet;
     use openpgp::parse::Parse as _;
 
-    let home = GpgHome::new();
-    let fpr = home.gen_key("O <o@example.com>", "ed25519", "sign", "1y");
-    let key = PgpPublicKey::from_armored(&home.export(&fpr)).unwrap();
-    let file = home.write("payload.json", PAYLOAD);
-    let detached = home.gpg(&[
-        "--local-user",
-        &fpr,
-        "--output",
-        "-",
-        "--detach-sign",
-        &file,
-    ]);
-    let message = home.gpg(&[
-        "--local-user",
-        &fpr,
-        "--output",
-        "-",
-        "--compress-algo",
-        "none",
-        "--sign",
-        &file,
-    ]);
+    let signer = Signer::new("O <o@example.com>");
+    let key = &signer.key;
+    let detached = signer.sign(&["--detach-sign"]);
+    let message = signer.sign(&["--compress-algo", "none", "--sign"]);
     let armor = |kind, bytes: &[u8], headers: &[(&str, &str)]| {
         use std::io::Write;
         let mut out = Vec::new();
@@ -874,10 +872,10 @@ fn direct_path_refuses_what_the_streaming_verifier_refuses() {
     };
     let signature = openpgp::armor::Kind::Signature;
     let genuine = armor(signature, &detached, &[]);
-    assert_eq!(direct(&key, &genuine, Some(PAYLOAD)), PAYLOAD);
+    assert_eq!(direct(key, &genuine, Some(PAYLOAD)), PAYLOAD);
     let refused = |name: &str, input: &[u8], payload: Option<&[u8]>| {
         assert!(
-            verify(&key, input, payload).is_err(),
+            verify(key, input, payload).is_err(),
             "{name}: the streaming verifier accepts it"
         );
     };
@@ -933,7 +931,7 @@ fn direct_path_refuses_what_the_streaming_verifier_refuses() {
         let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
         edited[2].push_str(odd);
         let input = edited.join("\n");
-        let result = verify(&key, input.as_bytes(), Some(PAYLOAD));
+        let result = verify(key, input.as_bytes(), Some(PAYLOAD));
         assert!(
             !matches!(&result, Ok(signed) if signed[..] != *PAYLOAD),
             "{odd:?}: {result:?}"
