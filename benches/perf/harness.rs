@@ -79,6 +79,31 @@ pub fn timed(timing: &Timing, mut op: impl FnMut(usize)) -> Stats {
     fixed(done, timing.rounds, per_round, op)
 }
 
+/// How many times `b` costs `a`, measured in alternating rounds of `per_round` calls each (`a`,
+/// then `b`, `rounds` times; `i` counting up from `first` in each): host noise that drifts
+/// during a run falls on both sides of a ratio. The median of the per-round ratios.
+pub fn paired(
+    first: usize,
+    rounds: usize,
+    per_round: usize,
+    mut a: impl FnMut(usize),
+    mut b: impl FnMut(usize),
+) -> f64 {
+    let mut ratios: Vec<f64> = (0..rounds)
+        .map(|round| {
+            let from = first + round * per_round;
+            let start = Instant::now();
+            (from..from + per_round).for_each(&mut a);
+            let a_time = start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            (from..from + per_round).for_each(&mut b);
+            start.elapsed().as_secs_f64() / a_time
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
 /// Run `rounds` rounds of `per_round` calls of `op(i)`, `i` counting up from `first`; no
 /// warm-up (for inputs that may be used once only).
 pub fn fixed(first: usize, rounds: usize, per_round: usize, mut op: impl FnMut(usize)) -> Stats {

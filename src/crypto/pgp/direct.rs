@@ -1,12 +1,13 @@
 //! The direct path: the two shapes nearly every attestation has, a detached signature
 //! (`gpg --armor --detach-sign`) and a one-pass signed message (`gpg --armor --sign`, compressed
 //! or not), verified packet by packet with the checks sequoia's streaming verifier makes, without
-//! its machinery (a reader stack, a message buffer and a certificate copy
-//! per call cost twice the RSA-2048 verification itself).
+//! its machinery (a reader stack, a message buffer and a certificate copy per call cost more
+//! than the RSA-2048 verification itself).
 //!
-//! It only ever accepts. Input of any other shape (cleartext-signed text, unusual armor), and every signature it does not accept, goes to the streaming verifier, which gives
-//! the verdict and its reason. Tests and the `pgp_verify` fuzz target check that both paths give
-//! the same result.
+//! It only ever accepts. Input of any other shape (cleartext-signed text, unusual armor, unknown
+//! hash algorithms) and every signature it does not accept go to the streaming verifier, which
+//! gives the verdict and its reason. Tests and the `pgp_verify` fuzz target check that both
+//! paths give the same result.
 
 use std::io::Read;
 use std::time::{Duration, SystemTime};
@@ -54,10 +55,10 @@ pub(super) fn accept(
             .iter()
             .any(|sig| good(cert, policy, sig, now, |key| sig.verify_document(key)))
             .then_some(data),
-        // Detached: hash the payload as a binary document (text signatures hash normalised
-        // line endings, which the streaming verifier does).
-        // (A block labelled `PGP MESSAGE` is read as a message by the streaming verifier.)
+        // The streaming verifier reads a block labelled `PGP MESSAGE` as a message.
         None if labelled_message => None,
+        // Detached: hash the payload as a binary document (text signatures hash normalised
+        // line endings: left to the streaming verifier).
         None => {
             let payload = payload?;
             signatures
