@@ -163,8 +163,8 @@ fn packets(policy: &dyn Policy, binary: &[u8]) -> Option<(Vec<Signature>, Option
 /// The label and packets of an armored `PGP SIGNATURE` or `PGP MESSAGE` block laid out as gpg
 /// and sequoia write it: header line, `Key: value` headers, a blank line, base64 lines, an
 /// optional checksum line (`=` and four base64 digits), the footer. `None` for any other layout
-/// (the streaming verifier's reader is the tolerant one). The checksum is not checked: RFC 9580 says not to reject on it, and
-/// sequoia does not.
+/// (the streaming verifier's reader is the tolerant one). The checksum is not checked: RFC 9580
+/// says not to reject on it, and sequoia does not.
 fn dearmor(armored: &[u8]) -> Option<(&str, Vec<u8>)> {
     // ASCII only, trimmed of ASCII white space only: sequoia's reader stops at anything else.
     if !armored.is_ascii() {
