@@ -297,13 +297,14 @@ impl Syncer {
         &self,
         repository: &Repository,
         credentials: &Credentials,
-    ) -> RegistryClient {
+    ) -> Result<RegistryClient, String> {
         RegistryClient::new(
             &repository.registry,
             credentials,
             &self.insecure,
             Some(self.metrics.clone()),
         )
+        .map_err(|e| e.to_string())
     }
 
     fn api(&self) -> Api<ImageAttestation> {
@@ -482,7 +483,7 @@ impl Syncer {
                     .cloned()
             })
             .collect();
-        let client = self.registry_client(repository, credentials);
+        let client = self.registry_client(repository, credentials)?;
         let (found, problems) = registry::discover(&client, repository, known, cache)
             .await
             .map_err(|e| e.to_string())?;
@@ -536,7 +537,7 @@ impl Syncer {
     /// Look up one image's signatures and write them; returns how many were found.
     pub async fn lookup(&self, source: &RegistrySource, lookup: &Lookup) -> Result<usize, String> {
         let credentials = self.credentials(source).await?;
-        let client = self.registry_client(&lookup.repository, &credentials);
+        let client = self.registry_client(&lookup.repository, &credentials)?;
         let cache = self.cache(&source.attestor);
         let (found, _) = registry::signatures(&client, &lookup.repository, &lookup.digest, &cache)
             .await

@@ -442,8 +442,7 @@ fn a_private_registry_is_read_with_the_pull_secret() {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        error
-            .contains("Not authorized")
+        (error.contains("HTTP 401") && error.contains("pull secret does not grant pull access"))
             .then_some(())
             .ok_or(status.to_string())
     });

@@ -63,7 +63,8 @@ pub fn fetch(
                 &credentials,
                 &args.insecure_registries,
                 None,
-            );
+            )
+            .map_err(|e| CommandError::Usage(format!("--fetch-signatures: {e}")))?;
             let cache = SignatureCache::default();
             let found = runtime.block_on(async {
                 match &wanted {

@@ -1,24 +1,26 @@
-//! Reading cosign signatures from OCI registries, through `oci-client` (the OCI distribution
-//! API: authentication, tags, manifests, blobs, referrers with the tag-schema fallback).
+//! Reading cosign signatures from OCI registries (the OCI distribution API: tags, manifests,
+//! blobs, referrers with the tag-schema fallback; [`distribution`] speaks HTTP and
+//! authentication).
 //!
-//! Bounded: tags per repository, signatures per image, bytes per blob (a blob larger than its
-//! kind allows is refused before it is fetched, and its reader stops at the bound), and time
-//! per request. Plain HTTP only for loopback registries (as Docker allows 127.0.0.0/8) and for
-//! registries the operator names insecure; everything else is HTTPS.
+//! Bounded: tags per repository, signatures per image, bytes per response (tag pages,
+//! manifests, referrer indexes, blobs, tokens and error bodies each have a bound; a response
+//! declaring more is refused before it is read, and one sending more is dropped at the bound),
+//! and time per request. Manifests and blobs are checked against their digests. Plain HTTP
+//! only for loopback registries (as Docker allows 127.0.0.0/8) and for registries the operator
+//! names insecure; everything else is HTTPS, redirects included.
+
+mod distribution;
 
 use std::collections::{BTreeMap, HashMap};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use futures::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use sha2::Digest as _;
+
+use self::distribution::Distribution;
 
 use crate::cosign::{self, Descriptor, Format, Found};
 use crate::image::{Digest, ImageRef};
@@ -30,10 +32,15 @@ const PAGE: usize = 1000;
 pub const MAX_TAGS: usize = 100_000;
 /// Most referrers read per image.
 const MAX_REFERRERS: usize = 64;
+/// Largest page of a tag list read (a page holds at most [`PAGE`] tags of at most 128
+/// characters each).
+const MAX_TAG_PAGE: u64 = 256 * 1024;
 /// Longest a request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Requests in flight per repository.
 const CONCURRENCY: usize = 8;
+/// The media type of an image index (what the referrers API answers).
+const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 /// Media types asked for when reading manifests (OCI first; distribution answers 404 for OCI
 /// manifests when they are not accepted).
 const MANIFEST_TYPES: [&str; 4] = [
@@ -70,14 +77,6 @@ impl Repository {
     /// `registry/path`, as image names are normalised.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.path)
-    }
-
-    fn tag(&self, tag: &str) -> Reference {
-        Reference::with_tag(self.registry.clone(), self.path.clone(), tag.to_owned())
-    }
-
-    fn digest(&self, digest: &str) -> Reference {
-        Reference::with_digest(self.registry.clone(), self.path.clone(), digest.to_owned())
     }
 }
 
@@ -172,11 +171,11 @@ impl Credentials {
         Ok(Self { by_registry })
     }
 
-    fn for_registry(&self, registry: &str) -> RegistryAuth {
-        match self.by_registry.get(registry) {
-            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-            None => RegistryAuth::Anonymous,
-        }
+    /// The user and password for `registry`, if there are any.
+    fn for_registry(&self, registry: &str) -> Option<(&str, &str)> {
+        self.by_registry
+            .get(registry)
+            .map(|(user, password)| (user.as_str(), password.as_str()))
     }
 }
 
@@ -196,8 +195,7 @@ fn plain_http(registry: &str, insecure: &[String]) -> bool {
 
 /// A client for one registry, with its credentials.
 pub struct RegistryClient {
-    client: Client,
-    auth: RegistryAuth,
+    distribution: Distribution,
     registry: String,
     metrics: Option<Arc<Metrics>>,
 }
@@ -210,44 +208,38 @@ impl RegistryClient {
         credentials: &Credentials,
         insecure: &[String],
         metrics: Option<Arc<Metrics>>,
-    ) -> Self {
-        let protocol = if plain_http(registry, insecure) {
-            ClientProtocol::HttpsExcept(vec![registry.to_owned()])
-        } else {
-            ClientProtocol::Https
-        };
-        let config = ClientConfig {
-            protocol,
-            read_timeout: Some(REQUEST_TIMEOUT),
-            connect_timeout: Some(Duration::from_secs(5)),
-            user_agent: concat!("binauthz/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        };
-        Self {
-            client: Client::new(config),
-            auth: credentials.for_registry(registry),
+    ) -> Result<Self, RegistryError> {
+        Ok(Self {
+            distribution: Distribution::new(
+                registry,
+                plain_http(registry, insecure),
+                credentials.for_registry(registry),
+            )?,
             registry: registry.to_owned(),
             metrics,
-        }
+        })
     }
 
-    /// Run one request with the deadline, counting it.
-    async fn call<T>(
+    /// One read of at most `max` bytes (`what` names it in errors), with the deadline,
+    /// counted.
+    async fn get(
         &self,
-        request: impl Future<Output = Result<T, OciDistributionError>>,
-    ) -> Result<Option<T>, RegistryError> {
+        repository: &Repository,
+        path: &str,
+        query: &[(&str, &str)],
+        accept: &[&str],
+        max: u64,
+        what: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, request).await;
-        let result = match outcome {
+        let request = self
+            .distribution
+            .get(&repository.path, path, query, accept, max, what);
+        let result = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
             Err(_) => Err(RegistryError::Timeout {
                 registry: self.registry.clone(),
             }),
-            Ok(Ok(value)) => Ok(Some(value)),
-            Ok(Err(error)) if is_not_found(&error) => Ok(None),
-            Ok(Err(error)) => Err(RegistryError::Request {
-                registry: self.registry.clone(),
-                message: describe(&error),
-            }),
+            Ok(result) => result,
         };
         if let Some(metrics) = &self.metrics {
             let outcome = match &result {
@@ -263,20 +255,40 @@ impl RegistryClient {
     /// Every tag of `repository` (at most [`MAX_TAGS`]); a repository that does not exist has
     /// none.
     pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>, RegistryError> {
-        let reference = repository.tag("latest");
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let page_size = PAGE.to_string();
         let mut tags: Vec<String> = Vec::new();
         loop {
             let last = tags.last().cloned();
+            let mut query = vec![("n", page_size.as_str())];
+            if let Some(last) = &last {
+                query.push(("last", last.as_str()));
+            }
+            let what = &format!("a page of the tag list of {repository}");
             let page = self
-                .call(
-                    self.client
-                        .list_tags(&reference, &self.auth, Some(PAGE), last.as_deref()),
+                .get(
+                    repository,
+                    "tags/list",
+                    &query,
+                    &["application/json"],
+                    MAX_TAG_PAGE,
+                    what,
                 )
                 .await?;
             let Some(page) = page else { break };
+            let page: TagList =
+                serde_json::from_slice(&page).map_err(|e| RegistryError::Request {
+                    registry: self.registry.clone(),
+                    message: format!("{} is not a tag list: {e}", what),
+                })?;
             // Some registries ignore `last` on the final page; stop when a page brings nothing new.
             let fresh: Vec<String> = page
                 .tags
+                .unwrap_or_default()
                 .into_iter()
                 .filter(|t| last.as_ref().is_none_or(|l| t > l))
                 .collect();
@@ -295,62 +307,72 @@ impl RegistryClient {
         Ok(tags)
     }
 
-    /// A manifest and its digest, or `None` when there is none by that reference.
+    /// The manifest `reference` (a tag or a digest) names and its digest (computed from its
+    /// bytes), or `None` when there is none. A manifest read by digest must have that digest.
     async fn manifest(
         &self,
-        reference: &Reference,
+        repository: &Repository,
+        reference: &str,
     ) -> Result<Option<(Vec<u8>, String)>, RegistryError> {
-        let found = self
-            .call(
-                self.client
-                    .pull_manifest_raw(reference, &self.auth, &MANIFEST_TYPES),
-            )
-            .await?;
-        match found {
-            Some((bytes, _)) if bytes.len() as u64 > cosign::MAX_MANIFEST => {
-                Err(RegistryError::TooLarge {
-                    registry: self.registry.clone(),
-                    what: format!(
-                        "the manifest {reference} is over {} bytes",
-                        cosign::MAX_MANIFEST
-                    ),
-                })
-            }
-            Some((bytes, digest)) => Ok(Some((bytes.to_vec(), digest))),
-            None => Ok(None),
+        let by_digest = reference.contains(':');
+        if by_digest {
+            self.content_address(reference)?;
         }
+        let what = &format!("the manifest {repository}:{reference}");
+        let Some(bytes) = self
+            .get(
+                repository,
+                &format!("manifests/{reference}"),
+                &[],
+                &MANIFEST_TYPES,
+                cosign::MAX_MANIFEST,
+                what,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+        if by_digest && digest != reference {
+            return Err(self.mismatch(what, &digest));
+        }
+        Ok(Some((bytes, digest)))
     }
 
-    /// A blob of at most `max` bytes.
+    /// A blob of at most `max` bytes, checked against its digest.
     async fn blob(
         &self,
         repository: &Repository,
         descriptor: &Descriptor,
         max: u64,
     ) -> Result<Vec<u8>, RegistryError> {
-        let too_large = || RegistryError::TooLarge {
-            registry: self.registry.clone(),
-            what: format!("blob {} is over {max} bytes", descriptor.digest),
-        };
+        let what = &format!("blob {} of {repository}", descriptor.digest);
         if descriptor.size > max {
-            return Err(too_large());
-        }
-        let reference = repository.digest(&descriptor.digest);
-        let mut out = Capped::new(max);
-        let digest = descriptor.digest.as_str();
-        let fetched = self
-            .call(self.client.pull_blob(&reference, digest, &mut out))
-            .await;
-        if out.overflowed {
-            return Err(too_large());
-        }
-        match fetched? {
-            Some(()) => Ok(out.bytes),
-            None => Err(RegistryError::Request {
+            return Err(RegistryError::TooLarge {
                 registry: self.registry.clone(),
-                message: format!("blob {digest} of {repository} is missing"),
-            }),
+                what: format!("{} is over {max} bytes", what),
+            });
         }
+        let expected = self.content_address(&descriptor.digest)?;
+        let blob = self
+            .get(
+                repository,
+                &format!("blobs/{}", descriptor.digest),
+                &[],
+                &[],
+                max,
+                what,
+            )
+            .await?
+            .ok_or_else(|| RegistryError::Request {
+                registry: self.registry.clone(),
+                message: format!("{} is missing", what),
+            })?;
+        if sha2::Sha256::digest(&blob).as_slice() != expected.as_bytes() {
+            let actual = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob)));
+            return Err(self.mismatch(what, &actual));
+        }
+        Ok(blob)
     }
 
     /// The referrers of an image (the referrers API, or the `sha256-<hex>` tag where the
@@ -360,31 +382,53 @@ impl RegistryClient {
         repository: &Repository,
         digest: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        self.client
-            .store_auth_if_needed(&self.registry, &self.auth)
-            .await;
-        let index = self
-            .call(
-                self.client
-                    .pull_referrers(&repository.digest(digest.as_str()), None),
+        #[derive(serde::Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<Descriptor>,
+        }
+        let what = &format!("the referrers of {repository}@{digest}");
+        let index = match self
+            .get(
+                repository,
+                &format!("referrers/{digest}"),
+                &[],
+                &[INDEX_TYPE],
+                cosign::MAX_MANIFEST,
+                what,
             )
-            .await?;
-        Ok(index
-            .map(|index| {
-                index
-                    .manifests
-                    .into_iter()
-                    .take(MAX_REFERRERS)
-                    .map(|m| Descriptor {
-                        media_type: m.media_type,
-                        digest: m.digest,
-                        size: u64::try_from(m.size).unwrap_or(u64::MAX),
-                        annotations: m.annotations.unwrap_or_default().into_iter().collect(),
-                        artifact_type: m.artifact_type,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+            .await?
+        {
+            Some(index) => Some(index),
+            // A registry without the referrers API: the tag schema.
+            None => self
+                .manifest(repository, &cosign::referrers_tag(digest))
+                .await?
+                .map(|(bytes, _)| bytes),
+        };
+        let Some(index) = index else {
+            return Ok(Vec::new());
+        };
+        let index: Index = serde_json::from_slice(&index).map_err(|e| RegistryError::Request {
+            registry: self.registry.clone(),
+            message: format!("{} is not an image index: {e}", what),
+        })?;
+        Ok(index.manifests.into_iter().take(MAX_REFERRERS).collect())
+    }
+
+    /// The digest a registry-supplied `sha256:<hex>` names, or why it cannot be fetched.
+    fn content_address(&self, digest: &str) -> Result<Digest, RegistryError> {
+        Digest::parse(digest).map_err(|e| RegistryError::Request {
+            registry: self.registry.clone(),
+            message: format!("the digest {digest:?} cannot be fetched: {e}"),
+        })
+    }
+
+    fn mismatch(&self, what: &str, actual: &str) -> RegistryError {
+        RegistryError::Request {
+            registry: self.registry.clone(),
+            message: format!("{what} does not match its digest (its content is {actual})"),
+        }
     }
 }
 
@@ -438,7 +482,7 @@ pub async fn signatures(
     let mut problems = Vec::new();
     // cosign v2: the `.sig` image.
     if let Some((bytes, manifest_digest)) = client
-        .manifest(&repository.tag(&cosign::signature_tag(digest)))
+        .manifest(repository, &cosign::signature_tag(digest))
         .await?
     {
         if let Some(cached) = cache.get(&manifest_digest) {
@@ -470,9 +514,8 @@ pub async fn signatures(
             continue;
         }
         let mut here = Vec::new();
-        if let Some((bytes, manifest_digest)) = client
-            .manifest(&repository.digest(&referrer.digest))
-            .await?
+        if let Some((bytes, manifest_digest)) =
+            client.manifest(repository, &referrer.digest).await?
         {
             match cosign::parse_manifest(&bytes) {
                 Ok(manifest) => {
@@ -539,71 +582,6 @@ pub fn formats(found: &[Found]) -> Vec<Format> {
     formats
 }
 
-fn is_not_found(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                oci_client::errors::OciErrorCode::ManifestUnknown
-                    | oci_client::errors::OciErrorCode::NameUnknown
-                    | oci_client::errors::OciErrorCode::NotFound
-            )
-        }),
-        _ => false,
-    }
-}
-
-fn describe(error: &OciDistributionError) -> String {
-    let text = error.to_string();
-    // Bound what goes into statuses and logs.
-    match text.char_indices().nth(500) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
-}
-
-/// A writer that keeps at most `max` bytes and then refuses more.
-struct Capped {
-    bytes: Vec<u8>,
-    max: u64,
-    overflowed: bool,
-}
-
-impl Capped {
-    fn new(max: u64) -> Self {
-        Self {
-            bytes: Vec::new(),
-            max,
-            overflowed: false,
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Capped {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        if self.bytes.len() as u64 + buf.len() as u64 > self.max {
-            self.overflowed = true;
-            return Poll::Ready(Err(std::io::Error::other("blob over its size bound")));
-        }
-        self.bytes.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,13 +612,10 @@ mod tests {
         let credentials = Credentials::from_docker_config(config).unwrap();
         assert_eq!(
             credentials.for_registry("docker.io"),
-            RegistryAuth::Basic("user".into(), "pa:ss".into())
+            Some(("user", "pa:ss"))
         );
-        assert_eq!(
-            credentials.for_registry("127.0.0.1:5000"),
-            RegistryAuth::Basic("u".into(), "p".into())
-        );
-        assert_eq!(credentials.for_registry("gcr.io"), RegistryAuth::Anonymous);
+        assert_eq!(credentials.for_registry("127.0.0.1:5000"), Some(("u", "p")));
+        assert_eq!(credentials.for_registry("gcr.io"), None);
         assert!(Credentials::from_docker_config(br#"{"auths": 5}"#).is_err());
         assert!(Credentials::from_docker_config(b"not json").is_err());
     }
