@@ -125,7 +125,7 @@ impl Distribution {
                 return read_bounded(response, max)
                     .await
                     .map(Some)
-                    .map_err(|e| self.bounded(e, max, what));
+                    .map_err(|e| self.unread(e, max, what));
             }
             return self.refused(&url, response).await;
         }
@@ -248,7 +248,7 @@ impl Distribution {
         let body = read_bounded(response, MAX_TOKEN_RESPONSE)
             .await
             .map_err(|e| {
-                self.bounded(
+                self.unread(
                     e,
                     MAX_TOKEN_RESPONSE,
                     &format!("the token response of {realm}"),
@@ -344,7 +344,8 @@ impl Distribution {
         }
     }
 
-    fn bounded(&self, error: ReadError, max: u64, what: &str) -> RegistryError {
+    /// The error for a body that was not read (`what`, bounded by `max`).
+    fn unread(&self, error: ReadError, max: u64, what: &str) -> RegistryError {
         match error {
             ReadError::TooLarge => RegistryError::TooLarge {
                 registry: self.registry.clone(),
