@@ -31,6 +31,19 @@ const DEFAULT_TOKEN_SECONDS: u64 = 60;
 /// Longest a token is kept, whatever its response says.
 const MAX_TOKEN_SECONDS: u64 = 3600;
 
+/// One read under `/v2/<repository>/`.
+pub(super) struct Read<'a> {
+    /// After the repository: `manifests/<reference>`, `blobs/<digest>`, ...
+    pub path: String,
+    pub query: &'a [(&'a str, &'a str)],
+    /// Media types accepted (none: any).
+    pub accept: &'a [&'a str],
+    /// Most bytes read.
+    pub max: u64,
+    /// What is read, for the error when it is over `max`.
+    pub what: &'a str,
+}
+
 /// A registry's `/v2/` API, with its credentials and the tokens it issued.
 pub(super) struct Distribution {
     http: reqwest::Client,
@@ -76,18 +89,21 @@ impl Distribution {
         })
     }
 
-    /// `GET /v2/<repository>/<path>?<query>` accepting `accept`: the body, at most `max`
-    /// bytes (`what` names it in the error beyond), or `None` when the registry has nothing
-    /// there (404, or an OCI error code meaning unknown).
+    /// `GET /v2/<repository>/<path>?<query>`: the body (at most `read.max` bytes), or `None`
+    /// when the registry has nothing there (404, or an OCI error code meaning unknown).
     pub(super) async fn get(
         &self,
         repository: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        accept: &[&str],
-        max: u64,
-        what: &str,
+        read: &Read<'_>,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let Read {
+            path,
+            query,
+            accept,
+            max,
+            what,
+        } = read;
+        let (query, accept, max, what) = (*query, *accept, *max, *what);
         let mut url = Url::parse(&format!(
             "{}://{}/v2/{repository}/{path}",
             self.scheme, self.registry

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use futures::StreamExt as _;
 use sha2::Digest as _;
 
-use self::distribution::Distribution;
+use self::distribution::{Distribution, Read};
 
 use crate::cosign::{self, Descriptor, Format, Found};
 use crate::image::{Digest, ImageRef};
@@ -220,21 +220,14 @@ impl RegistryClient {
         })
     }
 
-    /// One read of at most `max` bytes (`what` names it in errors), with the deadline,
-    /// counted.
+    /// One read, with the deadline, counted.
     async fn get(
         &self,
         repository: &Repository,
-        path: &str,
-        query: &[(&str, &str)],
-        accept: &[&str],
-        max: u64,
-        what: &str,
+        read: Read<'_>,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
         let started = Instant::now();
-        let request = self
-            .distribution
-            .get(&repository.path, path, query, accept, max, what);
+        let request = self.distribution.get(&repository.path, &read);
         let result = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
             Err(_) => Err(RegistryError::Timeout {
                 registry: self.registry.clone(),
@@ -272,11 +265,13 @@ impl RegistryClient {
             let page = self
                 .get(
                     repository,
-                    "tags/list",
-                    &query,
-                    &["application/json"],
-                    MAX_TAG_PAGE,
-                    what,
+                    Read {
+                        path: "tags/list".into(),
+                        query: &query,
+                        accept: &["application/json"],
+                        max: MAX_TAG_PAGE,
+                        what,
+                    },
                 )
                 .await?;
             let Some(page) = page else { break };
@@ -322,11 +317,13 @@ impl RegistryClient {
         let Some(bytes) = self
             .get(
                 repository,
-                &format!("manifests/{reference}"),
-                &[],
-                &MANIFEST_TYPES,
-                cosign::MAX_MANIFEST,
-                what,
+                Read {
+                    path: format!("manifests/{reference}"),
+                    query: &[],
+                    accept: &MANIFEST_TYPES,
+                    max: cosign::MAX_MANIFEST,
+                    what,
+                },
             )
             .await?
         else {
@@ -357,11 +354,13 @@ impl RegistryClient {
         let blob = self
             .get(
                 repository,
-                &format!("blobs/{}", descriptor.digest),
-                &[],
-                &[],
-                max,
-                what,
+                Read {
+                    path: format!("blobs/{}", descriptor.digest),
+                    query: &[],
+                    accept: &[],
+                    max,
+                    what,
+                },
             )
             .await?
             .ok_or_else(|| RegistryError::Request {
@@ -391,11 +390,13 @@ impl RegistryClient {
         let index = match self
             .get(
                 repository,
-                &format!("referrers/{digest}"),
-                &[],
-                &[INDEX_TYPE],
-                cosign::MAX_MANIFEST,
-                what,
+                Read {
+                    path: format!("referrers/{digest}"),
+                    query: &[],
+                    accept: &[INDEX_TYPE],
+                    max: cosign::MAX_MANIFEST,
+                    what,
+                },
             )
             .await?
         {
