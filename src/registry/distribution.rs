@@ -50,8 +50,9 @@ pub(super) struct Distribution {
     /// `https`, or `http` for loopback and insecure registries.
     scheme: &'static str,
     registry: String,
-    /// `Authorization` value for basic authentication, when there are credentials.
-    basic: Option<String>,
+    /// `Authorization` value for basic authentication, when there are credentials (marked
+    /// sensitive, like tokens, so that no log or debug output shows it).
+    basic: Option<HeaderValue>,
     /// Whether the registry asked for basic authentication (sent from then on).
     wants_basic: AtomicBool,
     /// Bearer tokens by repository, with when to stop using them.
@@ -81,8 +82,11 @@ impl Distribution {
             http,
             scheme: if plain { "http" } else { "https" },
             registry: registry.to_owned(),
-            basic: credentials.map(|(user, password)| {
-                format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+            basic: credentials.and_then(|(user, password)| {
+                sensitive(&format!(
+                    "Basic {}",
+                    STANDARD.encode(format!("{user}:{password}"))
+                ))
             }),
             wants_basic: AtomicBool::new(false),
             tokens: Mutex::new(HashMap::new()),
@@ -159,10 +163,7 @@ impl Distribution {
         }
         drop(tokens);
         if self.wants_basic.load(Ordering::Relaxed) {
-            return self
-                .basic
-                .as_deref()
-                .and_then(|b| HeaderValue::from_str(b).ok());
+            return self.basic.clone();
         }
         None
     }
@@ -277,8 +278,8 @@ impl Distribution {
             .token
             .or(parsed.access_token)
             .ok_or_else(|| self.failed(format!("the token response of {realm} holds no token")))?;
-        let header = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| self.failed(format!("the token of {realm} is not a header value")))?;
+        let header = sensitive(&format!("Bearer {token}"))
+            .ok_or_else(|| self.failed(format!("the token of {realm} is not a header value")))?;
         let seconds = parsed
             .expires_in
             .unwrap_or(DEFAULT_TOKEN_SECONDS)
@@ -370,6 +371,13 @@ impl Distribution {
             ReadError::Transport(message) => self.failed(message),
         }
     }
+}
+
+/// An `Authorization` value, marked sensitive; `None` if it cannot be a header value.
+fn sensitive(value: &str) -> Option<HeaderValue> {
+    let mut header = HeaderValue::from_str(value).ok()?;
+    header.set_sensitive(true);
+    Some(header)
 }
 
 /// Why a body was not read.
