@@ -276,32 +276,39 @@ async fn content_that_does_not_match_its_digest_is_refused() {
 
 #[tokio::test]
 async fn a_referrer_digest_that_is_not_a_digest_is_not_fetched() {
-    let index = serde_json::json!({
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "digest": "sha256:../../../token", "size": 13}],
-    });
-    let referrers = format!("/v2/team/app/referrers/{}", digest());
-    let fetched = Arc::new(AtomicU64::new(0));
-    let seen = fetched.clone();
-    let registry = hostile(move |path, _| {
-        if path == referrers {
-            Answer::Body(serde_json::to_vec(&index).unwrap())
-        } else {
-            if path.contains("token") {
-                seen.fetch_add(1, Ordering::Relaxed);
+    // With and without a `sha256:` prefix: neither may steer a request to another path.
+    for (named, refusal) in [
+        ("sha256:../../../token", "cannot be fetched"),
+        ("../../../token/manifests/x", "neither a digest nor a tag"),
+    ] {
+        let index = serde_json::json!({
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": named, "size": 13}],
+        });
+        let referrers = format!("/v2/team/app/referrers/{}", digest());
+        let fetched = Arc::new(AtomicU64::new(0));
+        let seen = fetched.clone();
+        let registry = hostile(move |path, _| {
+            if path == referrers {
+                Answer::Body(serde_json::to_vec(&index).unwrap())
+            } else {
+                if path.contains("token") {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+                Answer::Missing
             }
-            Answer::Missing
+        })
+        .await;
+        let (client, repository) = registry.client();
+        let cache = SignatureCache::default();
+        match registry::signatures(&client, &repository, &digest(), &cache).await {
+            Err(RegistryError::Request { message, .. }) => {
+                assert!(message.contains(refusal), "{message}")
+            }
+            other => panic!("expected {named} to be refused, got {other:?}"),
         }
-    })
-    .await;
-    let (client, repository) = registry.client();
-    match registry::signatures(&client, &repository, &digest(), &SignatureCache::default()).await {
-        Err(RegistryError::Request { message, .. }) => {
-            assert!(message.contains("cannot be fetched"), "{message}")
-        }
-        other => panic!("expected the digest to be refused, got {other:?}"),
+        assert_eq!(fetched.load(Ordering::Relaxed), 0, "{named} was requested");
     }
-    assert_eq!(fetched.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]

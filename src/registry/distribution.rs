@@ -49,6 +49,8 @@ pub(super) struct Distribution {
     http: reqwest::Client,
     /// `https`, or `http` for loopback and insecure registries.
     scheme: &'static str,
+    /// Where requests go: `registry`, except for Docker Hub (see [`api_host`]).
+    host: String,
     registry: String,
     /// `Authorization` value for basic authentication, when there are credentials (marked
     /// sensitive, like tokens, so that no log or debug output shows it).
@@ -81,6 +83,7 @@ impl Distribution {
         Ok(Self {
             http,
             scheme: if plain { "http" } else { "https" },
+            host: api_host(registry).to_owned(),
             registry: registry.to_owned(),
             basic: credentials.and_then(|(user, password)| {
                 sensitive(&format!(
@@ -110,7 +113,7 @@ impl Distribution {
         let (query, accept, max, what) = (*query, *accept, *max, *what);
         let mut url = Url::parse(&format!(
             "{}://{}/v2/{repository}/{path}",
-            self.scheme, self.registry
+            self.scheme, self.host
         ))
         .map_err(|e| self.failed(format!("{repository}/{path} makes no URL: {e}")))?;
         if !query.is_empty() {
@@ -130,7 +133,10 @@ impl Distribution {
                 .await
                 .map_err(|e| self.failed(describe(&e)))?;
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && !challenged {
+            // A challenge is met only from the registry itself, never from a host it
+            // redirected to (a blob store), which would otherwise be sent credentials.
+            let from_registry = response.url().origin() == url.origin();
+            if status == StatusCode::UNAUTHORIZED && !challenged && from_registry {
                 challenged = true;
                 let challenge = response
                     .headers()
@@ -231,10 +237,20 @@ impl Distribution {
         let mut url = Url::parse(realm)
             .map_err(|e| self.failed(format!("the token realm {realm:?} is not a URL: {e}")))?;
         // Credentials go to the token service only as securely as to the registry itself.
-        if url.scheme() != "https" && !(url.scheme() == "http" && self.scheme == "http") {
-            return Err(self.failed(format!(
-                "the token realm {realm:?} is not HTTPS; credentials are not sent there"
-            )));
+        // (plain HTTP only for a plain-HTTP registry, and only to its own host).
+        let registry_host = Url::parse(&format!("http://{}/", self.host))
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
+        let plain_ok = url.scheme() == "http"
+            && self.scheme == "http"
+            && url.host_str().is_some()
+            && url.host_str().map(str::to_owned) == registry_host;
+        if url.scheme() != "https" && !plain_ok {
+            return Err(self.failed(bounded(format!(
+                "the token realm {realm:?} is not HTTPS (plain HTTP is allowed only to a \
+                 loopback or --insecure-registry registry's own host); credentials are not \
+                 sent there"
+            ))));
         }
         {
             let mut pairs = url.query_pairs_mut();
@@ -322,12 +338,14 @@ impl Distribution {
             .unwrap_or_default();
         let envelope = serde_json::from_slice::<Envelope>(&body).ok();
         let errors = envelope.map(|e| e.errors).unwrap_or_default();
-        if errors.iter().any(|e| {
-            matches!(
-                e.code.as_str(),
-                "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN" | "NOT_FOUND"
-            )
-        }) {
+        if status.is_client_error()
+            && errors.iter().any(|e| {
+                matches!(
+                    e.code.as_str(),
+                    "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN" | "NOT_FOUND"
+                )
+            })
+        {
             return Ok(None);
         }
         let said = if errors.is_empty() {
@@ -370,6 +388,16 @@ impl Distribution {
             },
             ReadError::Transport(message) => self.failed(message),
         }
+    }
+}
+
+/// The host serving `registry`'s API: Docker Hub's references say `docker.io`, its API is at
+/// `registry-1.docker.io` (as Docker, containerd and go-containerregistry resolve it).
+fn api_host(registry: &str) -> &str {
+    if registry == crate::image::DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        registry
     }
 }
 
@@ -430,5 +458,20 @@ pub(super) fn bounded(text: String) -> String {
     match text.char_indices().nth(500) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_hub_is_read_at_its_api_host() {
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(api_host("ghcr.io"), "ghcr.io");
+        assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
+        let hub = Distribution::new("docker.io", false, None).unwrap();
+        assert_eq!(hub.host, "registry-1.docker.io");
+        assert_eq!(hub.registry, "docker.io");
     }
 }

@@ -309,9 +309,17 @@ impl RegistryClient {
         repository: &Repository,
         reference: &str,
     ) -> Result<Option<(Vec<u8>, String)>, RegistryError> {
+        // Registry-supplied references go into the URL path: a digest or a tag, nothing else.
         let by_digest = reference.contains(':');
         if by_digest {
             self.content_address(reference)?;
+        } else if !is_tag(reference) {
+            return Err(RegistryError::Request {
+                registry: self.registry.clone(),
+                message: distribution::bounded(format!(
+                    "{reference:?} is neither a digest nor a tag; it is not fetched"
+                )),
+            });
         }
         let what = &format!("the manifest {repository}:{reference}");
         let Some(bytes) = self
@@ -575,6 +583,16 @@ pub async fn discover(
     Ok((by_image, problems))
 }
 
+/// Whether `text` is a tag (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, the distribution spec's).
+fn is_tag(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// The formats present among signatures, for messages.
 pub fn formats(found: &[Found]) -> Vec<Format> {
     let mut formats: Vec<Format> = found.iter().map(|f| f.format).collect();
@@ -597,6 +615,10 @@ mod tests {
             "docker.io/library/nginx"
         );
         assert!(Repository::parse("gcr.io/p/app:v1").is_err());
+        assert!(is_tag("sha256-abc.sig") && is_tag("v1.2_x") && is_tag("_x"));
+        assert!(
+            !is_tag("../x") && !is_tag("x?y") && !is_tag("a/b") && !is_tag(".x") && !is_tag("")
+        );
         assert!(plain_http("127.0.0.1:5000", &[]));
         assert!(plain_http("localhost:5000", &[]));
         assert!(!plain_http("registry.example.com", &[]));
